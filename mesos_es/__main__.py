@@ -1,0 +1,3 @@
+from mesos_es.cli import main
+
+raise SystemExit(main())

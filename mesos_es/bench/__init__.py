@@ -1,0 +1,1 @@
+"""Benchmarks: `mesos-es bench ...`."""

@@ -1,0 +1,134 @@
+"""The `mesos-es` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from mesos_es import __version__, logconfig
+
+
+def add_logging_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--log-format", choices=["auto", "json", "console"], default="auto",
+                        help="log format (auto: readable on a terminal, JSON otherwise)")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+
+def master_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--id", help="this master's id in logs and answers (default: its address)")
+    parser.add_argument("--address", default="127.0.0.1:5050", help="HTTP HOST:PORT (default %(default)s)")
+    parser.add_argument("--raft-address", help="Raft HOST:PORT (default: HTTP port + 1000)")
+    parser.add_argument(
+        "--peers", default="",
+        help="the cluster's masters, comma separated, each HOST:PORT (Raft on PORT+1000) or "
+             "HOST:PORT=RAFTHOST:RAFTPORT; may include this master; empty for a single master",
+    )
+    parser.add_argument("--work-dir", type=Path, help="journal, archive and snapshots (default .mesos-es/master-PORT)")
+    parser.add_argument("--raft-secret-file", help="file holding the Raft password shared by all masters")
+    parser.add_argument("--journal-sync", choices=["fsync", "none"], default="fsync",
+                        help="fsync the Raft journal before acknowledging entries (default %(default)s)")
+    parser.add_argument("--max-entry-bytes", type=int, default=1 << 20, help="largest log entry (default %(default)s)")
+    parser.add_argument("--snapshot-every", type=int, default=10_000,
+                        help="write a state snapshot every N positions (default %(default)s)")
+    parser.add_argument("--election-timeout-min-ms", type=int, default=300)
+    parser.add_argument("--election-timeout-max-ms", type=int, default=600)
+    parser.add_argument("--compaction-min-entries", type=int, default=2_000,
+                        help="compact the Raft journal past this many Raft entries (default %(default)s)")
+    parser.add_argument("--compaction-interval-s", type=float, default=60.0,
+                        help="or at least this often (default %(default)s)")
+    add_logging_flags(parser)
+    return parser
+
+
+def master_config(args: argparse.Namespace):
+    from mesos_es.master.config import (
+        ConfigError,
+        MasterConfig,
+        default_raft_address,
+        parse_address,
+        parse_peers,
+        resolve_raft_secret,
+    )
+
+    parse_address(args.address)
+    raft_address = args.raft_address or default_raft_address(args.address)
+    parse_address(raft_address)
+    peers = tuple(p for p in parse_peers(args.peers) if p.http != args.address and p.raft != raft_address)
+    work_dir = args.work_dir or Path(".mesos-es") / f"master-{args.address.rpartition(':')[2]}"
+    if args.election_timeout_min_ms >= args.election_timeout_max_ms:
+        raise ConfigError("--election-timeout-min-ms must be below --election-timeout-max-ms")
+    return MasterConfig(
+        id=args.id or args.address,
+        address=args.address,
+        raft_address=raft_address,
+        peers=peers,
+        work_dir=work_dir.resolve(),
+        raft_secret=resolve_raft_secret(args.raft_secret_file, work_dir, has_peers=bool(peers)),
+        durable=args.journal_sync == "fsync",
+        max_entry_bytes=args.max_entry_bytes,
+        snapshot_every=args.snapshot_every,
+        election_timeout_min_ms=args.election_timeout_min_ms,
+        election_timeout_max_ms=args.election_timeout_max_ms,
+        compaction_min_entries=args.compaction_min_entries,
+        compaction_interval_s=args.compaction_interval_s,
+    )
+
+
+def run_master(args: argparse.Namespace) -> int:
+    from mesos_es.master.config import ConfigError
+    from mesos_es.master.main import MasterStartError, serve
+
+    try:
+        config = master_config(args)
+    except (ConfigError, OSError) as e:
+        print(f"mesos-es master: {e}", file=sys.stderr)
+        return 2
+    logconfig.configure(args.log_format, args.log_level, master=config.id)
+    try:
+        asyncio.run(serve(config))
+    except MasterStartError as e:
+        print(f"mesos-es master: {e}", file=sys.stderr)
+        return 1
+    except Exception as e:  # noqa: BLE001 - e.g. RaftStartError, JournalCorrupt
+        print(f"mesos-es master: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mesos-es", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"mesos-es {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    master = commands.add_parser("master", help="run one master (a Raft replica and its HTTP APIs)")
+    master_parser(master)
+    master.set_defaults(run=run_master)
+
+    cluster = commands.add_parser("cluster", help="a local cluster of processes")
+    cluster_commands = cluster.add_subparsers(dest="cluster_command", required=True)
+    from mesos_es.cluster.up import add_arguments as add_up_arguments
+    from mesos_es.cluster.up import run as run_up
+
+    up = cluster_commands.add_parser("up", help="start a local cluster and keep it up until interrupted")
+    add_up_arguments(up)
+    up.set_defaults(run=run_up)
+
+    bench = commands.add_parser("bench", help="benchmarks that print a table (or --json)")
+    bench_commands = bench.add_subparsers(dest="bench_command", required=True)
+    from mesos_es.bench.log import add_arguments as add_log_bench_arguments
+    from mesos_es.bench.log import run as run_log_bench
+
+    log_bench = bench_commands.add_parser("log", help="the replicated log: appends/s and commit latency")
+    add_log_bench_arguments(log_bench)
+    log_bench.set_defaults(run=run_log_bench)
+
+    version = commands.add_parser("version", help="print the version")
+    version.set_defaults(run=lambda _args: print(__version__) or 0)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.run(args)

@@ -1,0 +1,1 @@
+"""`mesos-es cluster up`: a local cluster of real processes on loopback."""

@@ -1,0 +1,45 @@
+"""The state's canonical form: protobuf for snapshots, and its sha256 as the digest.
+
+Canonical means: repeated fields in a fixed order (logs by name), deterministic protobuf
+encoding. Two replicas, or a replay, at the same position must have the same digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from array import array
+
+from mesos_es.core.state import NamedLog, State
+from mesos_es.pb import state_pb2
+
+
+def to_proto(state: State) -> state_pb2.State:
+    message = state_pb2.State(position=state.position)
+    for name in sorted(state.logs):
+        log = state.logs[name]
+        entry = message.logs.add(name=name, beginning=log.beginning, ending=log.ending)
+        entry.log_positions.extend(log.log_positions)
+        for key, position in log.recent_keys.items():
+            entry.recent_keys.add(key=key, position=position)
+    return message
+
+
+def from_proto(message: state_pb2.State) -> State:
+    state = State(position=message.position)
+    for entry in message.logs:
+        state.logs[entry.name] = NamedLog(
+            name=entry.name,
+            beginning=entry.beginning,
+            log_positions=array("Q", entry.log_positions),
+            recent_keys={k.key: k.position for k in entry.recent_keys},
+        )
+    return state
+
+
+def canonical_bytes(state: State) -> bytes:
+    return to_proto(state).SerializeToString(deterministic=True)
+
+
+def digest(state: State) -> str:
+    """Hex sha256 of the canonical serialization."""
+    return hashlib.sha256(canonical_bytes(state)).hexdigest()

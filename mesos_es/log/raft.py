@@ -1,0 +1,524 @@
+"""The replicated log on pysyncobj's Raft, made durable.
+
+Threads: pysyncobj runs Raft on its own tick thread; everything else runs on the asyncio
+loop. The tick thread does only what must happen in Raft order: it archives each committed
+Raft entry (assigning positions) and hands the result to the loop with
+`call_soon_threadsafe`. The loop delivers entries to the apply callback, always reading
+forward from the archive, so a restart, a lagging delivery and a gap fetched from a peer all
+take the same path.
+
+What we change in pysyncobj 0.3.17 (see docs/log.md, "pysyncobj as we run it"):
+* the journal is `DurableJournal` (installed by swapping pysyncobj's `createJournal` while
+  the node is constructed), synced at the start of each tick and before every send;
+* the "full dump" is our `RaftDump` protobuf, written without fork by `_write_dump` after
+  syncing the archive; the state itself lives in the archive;
+* `_read_dump` finishes an interrupted journal compaction before pysyncobj compares the
+  journal with the dump, which would otherwise make it discard acknowledged entries;
+* one `@replicated` method, `append`, carrying an opaque RaftBatch of protobuf events;
+* a Raft password is mandatory, so peers authenticate (Fernet) before anything is unpickled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pysyncobj.syncobj
+import structlog
+from google.protobuf.message import DecodeError
+from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
+from pysyncobj.syncobj import SyncObjException, _RAFT_STATE
+from pysyncobj.transport import TCPTransport
+
+from mesos_es.log.archive import Archive, ArchiveError, ArchiveGap, fsync_directory
+from mesos_es.log.chain import GENESIS_HASH
+from mesos_es.log.interface import (
+    Apply,
+    Committed,
+    EntryTooLarge,
+    LogClosed,
+    LogStatus,
+    NotCommitted,
+    NotLeader,
+    OutcomeUnknown,
+    Proposed,
+    ReplicatedLog,
+    Role,
+    SnapshotMismatch,
+)
+from mesos_es.log.journal import DurableJournal
+from mesos_es.pb import log_pb2
+
+log = structlog.get_logger(__name__)
+
+# Set by tests to widen the window in which a snapshot is half written.
+SNAPSHOT_DELAY_ENV = "MESOS_ES_TEST_SNAPSHOT_DELAY_S"
+
+_ROLES = {
+    _RAFT_STATE.LEADER: Role.LEADER,
+    _RAFT_STATE.FOLLOWER: Role.FOLLOWER,
+    _RAFT_STATE.CANDIDATE: Role.CANDIDATE,
+}
+_NOT_COMMITTED = {
+    FAIL_REASON.QUEUE_FULL: "the Raft command queue is full",
+    FAIL_REASON.MISSING_LEADER: "no leader is elected",
+    FAIL_REASON.DISCARDED: "a new leader overwrote the entry",
+    FAIL_REASON.NOT_LEADER: "the entry reached a replica that no longer leads",
+    FAIL_REASON.REQUEST_DENIED: "the leader refused the entry",
+}
+
+
+class RaftStartError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class RaftConfig:
+    address: str  # this replica's Raft host:port
+    peers: tuple[str, ...]  # the other replicas' Raft host:port
+    work_dir: Path
+    password: str
+    durable: bool = True
+    append_entries_period_s: float = 0.01
+    tick_period_s: float = 0.005
+    election_timeout_min_s: float = 0.3
+    election_timeout_max_s: float = 0.6
+    connection_retry_s: float = 0.3
+    # pysyncobj compacts its journal past this many Raft entries, or this often.
+    compaction_min_entries: int = 2_000
+    compaction_min_interval_s: float = 60.0
+    # and we force it when the journal holds more bytes than this.
+    compaction_max_journal_bytes: int = 256 << 20
+    max_entry_bytes: int = 1 << 20
+    max_batch_bytes: int = 1 << 20
+    max_in_flight: int = 1
+    commit_timeout_s: float = 10.0
+
+
+@dataclass
+class _Flight:
+    """A RaftBatch handed to pysyncobj and not yet answered."""
+
+    futures: list[asyncio.Future]
+    deadline: float
+    archived: bool = False  # the batch was applied here; its futures wait for delivery
+
+
+class _DurableTransport(TCPTransport):
+    def send(self, node, message):
+        # Whatever this message acknowledges (entries, a vote) must be on disk first.
+        self._syncObj.journal.sync()
+        return super().send(node, message)
+
+
+_CREATE_JOURNAL_LOCK = threading.Lock()
+
+
+class _Node(SyncObj):
+    def __init__(self, address: str, peers: Sequence[str], conf: SyncObjConf, journal: DurableJournal, on_entry):
+        self.journal = journal
+        self._on_entry = on_entry
+        with _CREATE_JOURNAL_LOCK:
+            original = pysyncobj.syncobj.createJournal
+            pysyncobj.syncobj.createJournal = lambda _path: journal
+            try:
+                super().__init__(address, list(peers), conf, transportClass=_DurableTransport)
+            finally:
+                pysyncobj.syncobj.createJournal = original
+
+    def _onTick(self, timeToWait=0.0):
+        # Entries added during the last tick become durable before this tick counts the
+        # leader's own copy toward a commit.
+        self.journal.sync()
+        super()._onTick(timeToWait)
+
+    @replicated
+    def append(self, batch: bytes):
+        # pysyncobj increments raftLastApplied after the call: this entry's index is +1.
+        return self._on_entry(self.raftLastApplied + 1, batch)
+
+
+class RaftLog(ReplicatedLog):
+    def __init__(self, config: RaftConfig, archive_peers: Sequence[str] = ()):
+        """`archive_peers`: HTTP base URLs of the other masters, to fetch missing history."""
+        self.config = config
+        self.archive_peers = list(archive_peers)
+        work_dir = Path(config.work_dir)
+        self.archive = Archive(work_dir / "archive", durable=config.durable)
+        self.journal = DurableJournal(work_dir / "raft" / "journal", durable=config.durable)
+        self._dump_path = work_dir / "raft" / "dump"
+        self._node: _Node | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._apply: Apply | None = None
+        self._role = Role.FOLLOWER
+        self._delivered = 0
+        self._catching_up = False
+        self._closed = False
+        self._pending: deque[tuple[bytes, asyncio.Future]] = deque()
+        self._in_flight: dict[bytes, _Flight] = {}
+        self._awaiting: dict[int, asyncio.Future] = {}
+        self._barriers: list[tuple[int, asyncio.Future]] = []
+        self._wakeup: asyncio.Event | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._http = None  # aiohttp session for backfill, made on first use
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def start(self, apply: Apply, applied_position: int = 0, applied_hash: bytes = GENESIS_HASH) -> None:
+        if applied_position > self.archive.last_position:
+            raise SnapshotMismatch(f"position {applied_position} is beyond the archive ({self.archive.last_position})")
+        try:
+            known = self.archive.hash_at(applied_position)
+        except ArchiveError as e:
+            raise SnapshotMismatch(str(e)) from e
+        if known != applied_hash:
+            raise SnapshotMismatch(f"the archive's chain hash at position {applied_position} differs")
+        self._loop = asyncio.get_running_loop()
+        self._apply = apply
+        self._delivered = applied_position
+        self._wakeup = asyncio.Event()
+        self._wakeup.set()
+        self._tasks = [
+            asyncio.create_task(self._deliver_loop(), name="raft-deliver"),
+            asyncio.create_task(self._housekeeping_loop(), name="raft-housekeeping"),
+        ]
+        self._node = await asyncio.to_thread(self._create_node)
+        log.info("raft_started", address=self.config.address, peers=list(self.config.peers),
+                 archive_position=self.archive.last_position, applied_position=applied_position)
+
+    def _create_node(self) -> _Node:
+        c = self.config
+        conf = SyncObjConf(
+            password=c.password,
+            autoTick=True,
+            autoTickPeriod=c.tick_period_s,
+            appendEntriesPeriod=c.append_entries_period_s,
+            raftMinTimeout=c.election_timeout_min_s,
+            raftMaxTimeout=c.election_timeout_max_s,
+            connectionTimeout=max(3.5, c.election_timeout_max_s),
+            connectionRetryTime=c.connection_retry_s,
+            # No single entry may reach this size: pysyncobj's chunked path for such
+            # entries is not one we trust.
+            appendEntriesBatchSizeBytes=4 * max(c.max_batch_bytes, c.max_entry_bytes) + (64 << 10),
+            sendBufferSize=1 << 20,
+            recvBufferSize=1 << 20,
+            logCompactionMinEntries=c.compaction_min_entries,
+            logCompactionMinTime=c.compaction_min_interval_s,
+            fullDumpFile=str(self._dump_path),
+            journalFile=str(self.journal.path),
+            serializer=self._write_dump,
+            deserializer=self._read_dump,
+            onStateChanged=self._on_state_changed,
+            commandsQueueSize=100_000,
+            bindRetryTime=0.5,
+            maxBindRetries=20,
+            dynamicMembershipChange=False,
+        )
+        node = _Node(c.address, c.peers, conf, self.journal, self._on_raft_entry)
+        try:
+            node.waitBinded()
+        except SyncObjException as e:
+            node.destroy()
+            raise RaftStartError(f"cannot bind the Raft address {c.address}") from e
+        return node
+
+    async def stop(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._node is not None:
+            await asyncio.to_thread(self._node.destroy_synchronous)
+        self.archive.close()
+        closed = LogClosed("the replicated log was stopped")
+        futures = [f for _, f in self._pending] + list(self._awaiting.values()) + [f for _, f in self._barriers]
+        for flight in self._in_flight.values():
+            futures += flight.futures
+        for future in futures:
+            if not future.done():
+                future.set_exception(closed)
+        if self._http is not None:
+            await self._http.close()
+        log.info("raft_stopped", applied_position=self._delivered)
+
+    # -- status -------------------------------------------------------------------------
+
+    def status(self) -> LogStatus:
+        node = self._node
+        if node is None:
+            return LogStatus(Role.FOLLOWER, 0, None, self._delivered)
+        leader = node._getLeader()
+        return LogStatus(
+            role=self._role,
+            term=node.raftCurrentTerm,
+            leader=leader.id if leader is not None else None,
+            applied_position=self._delivered,
+        )
+
+    def _on_state_changed(self, old_state: int, new_state: int) -> None:
+        # tick thread
+        self._role = _ROLES[new_state]
+        self._call_soon(self._on_role_changed, self._role)
+
+    def _on_role_changed(self, role: Role) -> None:
+        node = self._node
+        term = node.raftCurrentTerm if node is not None else 0
+        if role is Role.LEADER:
+            log.info("leader_elected", term=term, address=self.config.address, position=self._delivered)
+            return
+        log.info("role_changed", role=role.value, term=term, position=self._delivered)
+        not_leader = NotLeader(self.status().leader)
+        while self._pending:
+            _, future = self._pending.popleft()
+            if not future.done():
+                future.set_exception(not_leader)
+
+    # -- proposing ----------------------------------------------------------------------
+
+    async def propose(self, payload: bytes) -> Proposed:
+        if self._closed or self._node is None:
+            raise LogClosed("the replicated log is not running")
+        if len(payload) > self.config.max_entry_bytes:
+            raise EntryTooLarge(f"entry of {len(payload)} bytes exceeds {self.config.max_entry_bytes}")
+        if self._role is not Role.LEADER:
+            raise NotLeader(self.status().leader)
+        future = self._loop.create_future()
+        self._pending.append((payload, future))
+        self._submit()
+        return await future
+
+    async def barrier(self) -> int:
+        if self._closed or self._node is None:
+            raise LogClosed("the replicated log is not running")
+        if self._role is not Role.LEADER:
+            raise NotLeader(self.status().leader)
+        future = self._loop.create_future()
+        self._propose_batch([], [future])
+        return await future
+
+    def _submit(self) -> None:
+        """Group commit: everything pending goes into the next Raft entry once one is free."""
+        limit = self.config.max_batch_bytes
+        while self._pending and len(self._in_flight) < self.config.max_in_flight:
+            payloads, futures, size = [], [], 0
+            while self._pending and (not payloads or size + len(self._pending[0][0]) <= limit):
+                payload, future = self._pending.popleft()
+                if future.done():  # its caller gave up before it was proposed
+                    continue
+                payloads.append(payload)
+                futures.append(future)
+                size += len(payload)
+            if futures:
+                self._propose_batch(payloads, futures)
+
+    def _propose_batch(self, payloads: list[bytes], futures: list[asyncio.Future]) -> None:
+        nonce = os.urandom(8)
+        batch = log_pb2.RaftBatch(nonce=nonce, events=payloads).SerializeToString()
+        self._in_flight[nonce] = _Flight(futures, self._loop.time() + self.config.commit_timeout_s)
+        self._node.append(batch, callback=functools.partial(self._on_result, nonce))
+
+    def _on_result(self, nonce: bytes, _result, error: int) -> None:
+        # tick thread: pysyncobj's answer for one of our batches
+        self._call_soon(self._finish_flight, nonce, error)
+
+    def _finish_flight(self, nonce: bytes, error: int) -> None:
+        flight = self._in_flight.pop(nonce, None)
+        if flight is not None and error != FAIL_REASON.SUCCESS and not flight.archived:
+            if error in _NOT_COMMITTED:
+                exc = NotCommitted(f"not committed: {_NOT_COMMITTED[error]}")
+            else:
+                exc = OutcomeUnknown("leadership changed before the entry was known to be committed")
+            for future in flight.futures:
+                if not future.done():
+                    future.set_exception(exc)
+        self._submit()
+
+    # -- committed entries (tick thread) ---------------------------------------------------
+
+    def _on_raft_entry(self, raft_index: int, data: bytes) -> None:
+        """Archive one committed Raft entry; never raises into pysyncobj (it would retry
+        the entry forever), and stops the process if the archive cannot be written."""
+        try:
+            if raft_index <= self.archive.last_raft_index:
+                return None  # archived before a restart; the journal replays it
+            try:
+                batch = log_pb2.RaftBatch.FromString(data)
+            except DecodeError:
+                log.critical("raft_entry_undecodable", raft_index=raft_index, size=len(data))
+                return None
+            records = self.archive.append(raft_index, list(batch.events))
+            self._call_soon(self._on_archived, records, self.archive.last_position, batch.nonce)
+        except (ArchiveError, OSError):
+            log.critical("archive_write_failed", raft_index=raft_index, exc_info=True)
+            os._exit(70)  # fail-stop: the entry is still in the journal for the restart
+        except Exception:
+            log.critical("raft_entry_failed", raft_index=raft_index, exc_info=True)
+        return None
+
+    def _call_soon(self, callback, *args) -> None:
+        try:
+            self._loop.call_soon_threadsafe(callback, *args)
+        except RuntimeError:
+            pass  # the loop is closed: we are shutting down
+
+    def _write_dump(self, tmp_path: str, data) -> None:
+        """pysyncobj's serializer: record how far the archive reaches (tick thread)."""
+        last, previous, cluster = data
+        self.archive.sync()  # compaction will drop journal entries the archive must hold
+        dump = log_pb2.RaftDump(
+            last=log_pb2.RaftJournalEntry(command=last[0], index=last[1], term=last[2]),
+            previous=log_pb2.RaftJournalEntry(command=previous[0], index=previous[1], term=previous[2]),
+            cluster=sorted(node.id for node in cluster if node is not None),
+            archive_position=self.archive.last_position,
+            archive_hash=self.archive.last_hash,
+        )
+        with open(tmp_path, "wb") as f:
+            f.write(dump.SerializeToString())
+            f.flush()
+            if self.config.durable:
+                os.fsync(f.fileno())
+        delay = float(os.environ.get(SNAPSHOT_DELAY_ENV, "0") or 0)
+        if delay:
+            time.sleep(delay)
+        log.info("raft_dump_written", raft_index=last[1], archive_position=dump.archive_position)
+
+    def _read_dump(self, path: str):
+        """pysyncobj's deserializer, on restart or when the leader sent its dump (tick thread)."""
+        dump = log_pb2.RaftDump.FromString(Path(path).read_bytes())
+        if self.config.durable:
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
+            fsync_directory(Path(path).parent)
+        last = (dump.last.command, dump.last.index, dump.last.term)
+        previous = (dump.previous.command, dump.previous.index, dump.previous.term)
+        self.journal.complete_compaction(previous, last)
+        self.archive.skip_to(dump.archive_position, dump.archive_hash, dump.last.index)
+        log.info("raft_dump_loaded", raft_index=dump.last.index, archive_position=dump.archive_position)
+        return last, previous, list(dump.cluster)
+
+    # -- delivery (event loop) -------------------------------------------------------------
+
+    def _on_archived(self, records, archive_position: int, nonce: bytes) -> None:
+        if self._closed:
+            return
+        flight = self._in_flight.get(nonce)
+        if flight is not None:
+            flight.archived = True
+            if records:
+                for record, future in zip(records, flight.futures):
+                    self._awaiting[record.position] = future
+            else:
+                self._barriers.extend((archive_position, f) for f in flight.futures)
+        if records and not self._catching_up and records[0].position == self._delivered + 1:
+            for record in records:
+                self._deliver(record.position, record.payload, record.hash)
+        self._resolve_barriers()
+        if self._delivered < archive_position:
+            self._wakeup.set()
+
+    def _deliver(self, position: int, payload: bytes, hash_: bytes) -> None:
+        try:
+            result = self._apply(Committed(position, payload, hash_))
+            error = None
+        except Exception as e:  # a bug in an applier must not stop the replica
+            log.error("apply_failed", position=position, exc_info=True)
+            error = e
+        self._delivered = position
+        future = self._awaiting.pop(position, None)
+        if future is not None and not future.done():
+            if error is None:
+                future.set_result(Proposed(position, result))
+            else:
+                future.set_exception(error)
+
+    def _resolve_barriers(self) -> None:
+        if not self._barriers:
+            return
+        waiting = []
+        for target, future in self._barriers:
+            if self._delivered >= target:
+                if not future.done():
+                    future.set_result(self._delivered)
+            else:
+                waiting.append((target, future))
+        self._barriers = waiting
+
+    async def _deliver_loop(self) -> None:
+        """Deliver whatever the archive holds beyond what was delivered: on start, after a
+        burst the fast path skipped, and after a gap was filled from a peer."""
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._delivered < self.archive.last_position:
+                self._catching_up = True
+                first = self._delivered + 1
+                last = min(self.archive.last_position, first + 9_999)
+                try:
+                    records = await asyncio.to_thread(self.archive.read, first, last, 8 << 20)
+                except ArchiveGap as gap:
+                    await self._backfill(gap)
+                    continue
+                for record in records:
+                    if record.position == self._delivered + 1:
+                        self._deliver(record.position, record.payload, record.hash)
+                self._resolve_barriers()
+                await asyncio.sleep(0)
+            self._catching_up = False
+
+    async def _backfill(self, gap: ArchiveGap) -> None:
+        """Fetch missing history from a peer's archive; retried until it arrives."""
+        from mesos_es.log.remote import fetch_archived  # aiohttp is only needed here
+
+        import aiohttp
+
+        log.info("archive_backfill_started", first=gap.first, last=gap.last)
+        delay = 0.2
+        while not self._closed:
+            if self._http is None:
+                self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+            for peer in self.archive_peers:
+                try:
+                    records = await fetch_archived(self._http, peer, gap.first, gap.last)
+                    if records:
+                        await asyncio.to_thread(self.archive.fill, records)
+                        log.info("archive_backfilled", peer=peer, first=records[0].position,
+                                 last=records[-1].position)
+                        return
+                except (aiohttp.ClientError, asyncio.TimeoutError, ArchiveError, ValueError) as e:
+                    log.warning("archive_backfill_failed", peer=peer, error=str(e))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    async def _housekeeping_loop(self) -> None:
+        """Expire batches that never got an answer; keep the journal's memory bounded."""
+        while True:
+            await asyncio.sleep(0.5)
+            now = self._loop.time()
+            for nonce, flight in list(self._in_flight.items()):
+                if now > flight.deadline:
+                    del self._in_flight[nonce]
+                    if not flight.archived:
+                        expired = OutcomeUnknown(f"no commit within {self.config.commit_timeout_s:g} s")
+                        for future in flight.futures:
+                            if not future.done():
+                                future.set_exception(expired)
+            self._submit()
+            if self._node is not None and self.journal.size_bytes > self.config.compaction_max_journal_bytes:
+                self._node.forceLogCompaction()
+
+    # -- reading --------------------------------------------------------------------------
+
+    def read(self, first: int, last: int) -> list[Committed]:
+        return [Committed(r.position, r.payload, r.hash) for r in self.archive.read(first, last)]
+
+    async def sync(self) -> None:
+        await asyncio.to_thread(self.archive.sync)

@@ -1,0 +1,1 @@
+"""The master: the I/O shell around the core (replica fold, HTTP APIs, process wiring)."""

@@ -1,0 +1,105 @@
+"""A master's configuration, and the parsing of the addresses and peers it is given."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+RAFT_PORT_OFFSET = 1000
+RAFT_SECRET_ENV = "MESOS_ES_RAFT_SECRET"
+RAFT_SECRET_FILE = "raft.secret"
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"bad address {text!r}: expected HOST:PORT")
+    return host, int(port)
+
+
+def default_raft_address(http_address: str) -> str:
+    host, port = parse_address(http_address)
+    return f"{host}:{port + RAFT_PORT_OFFSET}"
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A master as its peers know it: HTTP address for clients, Raft address for Raft."""
+
+    http: str
+    raft: str
+
+    @classmethod
+    def parse(cls, text: str) -> Peer:
+        """`HOST:PORT` (Raft on PORT+1000) or `HOST:PORT=RAFTHOST:RAFTPORT`."""
+        http, _, raft = text.strip().partition("=")
+        parse_address(http)
+        raft = raft or default_raft_address(http)
+        parse_address(raft)
+        return cls(http=http, raft=raft)
+
+
+def parse_peers(text: str) -> tuple[Peer, ...]:
+    return tuple(Peer.parse(item) for item in text.split(",") if item.strip())
+
+
+@dataclass(frozen=True)
+class MasterConfig:
+    id: str
+    address: str  # HTTP host:port
+    raft_address: str
+    peers: tuple[Peer, ...]  # the other masters
+    work_dir: Path
+    raft_secret: str = field(repr=False)
+    durable: bool = True
+    max_entry_bytes: int = 1 << 20
+    snapshot_every: int = 10_000
+    election_timeout_min_ms: int = 300
+    election_timeout_max_ms: int = 600
+    compaction_min_entries: int = 2_000
+    compaction_interval_s: float = 60.0
+    commit_timeout_s: float = 10.0
+
+    def http_address_of(self, raft_address: str | None) -> str | None:
+        """The HTTP address of the master with this Raft address, if it is one we know."""
+        if raft_address is None:
+            return None
+        if raft_address == self.raft_address:
+            return self.address
+        return next((p.http for p in self.peers if p.raft == raft_address), None)
+
+
+def resolve_raft_secret(secret_file: str | None, work_dir: Path, has_peers: bool) -> str:
+    """The Raft password: --raft-secret-file, then $MESOS_ES_RAFT_SECRET, then the work
+    dir's raft.secret; a single master without one makes its own."""
+    if secret_file:
+        secret = Path(secret_file).read_text().strip()
+        if not secret:
+            raise ConfigError(f"{secret_file} is empty")
+        return secret
+    if os.environ.get(RAFT_SECRET_ENV):
+        return os.environ[RAFT_SECRET_ENV]
+    own = work_dir / RAFT_SECRET_FILE
+    if own.exists():
+        return own.read_text().strip()
+    if has_peers:
+        raise ConfigError(
+            "masters of one cluster must share a Raft secret: pass --raft-secret-file "
+            f"(or set ${RAFT_SECRET_ENV}) with the same secret on every master"
+        )
+    return write_new_secret(own)
+
+
+def write_new_secret(path: Path) -> str:
+    secret = secrets.token_urlsafe(32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secret + "\n")
+    return secret

@@ -1,0 +1,51 @@
+"""The master's aiohttp application: routes, body limits, and errors as JSON."""
+
+from __future__ import annotations
+
+import orjson
+import structlog
+from aiohttp import web
+
+from mesos_es.master.context import MasterContext
+from mesos_es.master.http import archive, logs, system
+from mesos_es.master.http.common import MASTER, json_response
+
+log = structlog.get_logger(__name__)
+
+# Bodies beyond the largest entry are refused by aiohttp with 413 before they are read.
+BODY_SLACK_BYTES = 64 << 10
+
+
+@web.middleware
+async def errors_as_json(request: web.Request, handler) -> web.StreamResponse:
+    """Every error answers `{"error": ...}`, including aiohttp's own (404, 405, 413)."""
+    try:
+        return await handler(request)
+    except web.HTTPException as e:
+        if e.content_type == "application/json" or e.empty_body:
+            raise
+        message = e.text or e.reason
+        if message.startswith(f"{e.status}: "):
+            message = message[len(f"{e.status}: "):]
+        response = json_response({"error": message}, status=e.status)
+        response.headers.update(_kept_headers(e))
+        return response
+    except Exception:
+        log.error("request_failed", method=request.method, path=request.path, exc_info=True)
+        return json_response({"error": "internal error; see the master's log"}, status=500)
+
+
+def _kept_headers(error: web.HTTPException) -> dict:
+    return {k: v for k, v in error.headers.items() if k in ("Allow", "Location", "Retry-After")}
+
+
+def build_app(master: MasterContext) -> web.Application:
+    app = web.Application(
+        middlewares=[errors_as_json],
+        client_max_size=master.config.max_entry_bytes + BODY_SLACK_BYTES,
+    )
+    app[MASTER] = master
+    system.add_routes(app)
+    logs.add_routes(app)
+    archive.add_routes(app)
+    return app

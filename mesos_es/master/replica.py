@@ -1,0 +1,139 @@
+"""One master's copy of the state: the fold of every committed event, leader or not.
+
+The replicated log calls `apply` for each committed entry, in order, on the event loop.
+Every so many positions the state is written to a snapshot, so a restart folds only the
+archive's suffix; the snapshot records the chain hash at its position and is discarded if
+the archive disagrees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import structlog
+from google.protobuf.message import DecodeError
+
+from mesos_es.core import digest as canonical
+from mesos_es.core.apply import apply as fold
+from mesos_es.core.apply import skip_undecodable
+from mesos_es.core.outcomes import Outcome
+from mesos_es.core.state import State
+from mesos_es.log.archive import fsync_directory
+from mesos_es.log.chain import GENESIS_HASH
+from mesos_es.log.interface import Committed
+from mesos_es.log.raft import SNAPSHOT_DELAY_ENV
+from mesos_es.pb import events_pb2, state_pb2
+
+log = structlog.get_logger(__name__)
+
+SNAPSHOTS_KEPT = 2
+
+
+class Replica:
+    def __init__(self, snapshot_dir: Path | None = None, snapshot_every: int = 10_000):
+        self.state = State()
+        self.chain_hash = GENESIS_HASH
+        self.snapshot_dir = Path(snapshot_dir) if snapshot_dir else None
+        self.snapshot_every = snapshot_every
+        self._snapshot_position = 0
+        self._snapshot_task: asyncio.Task | None = None
+        self._sync_history: Callable[[], Awaitable[None]] | None = None
+        self._digest_cache: tuple[int, str] = (-1, "")
+
+    # -- the fold -----------------------------------------------------------------------
+
+    def apply(self, committed: Committed) -> Outcome:
+        try:
+            event = events_pb2.Event.FromString(committed.payload)
+        except DecodeError:
+            log.error("event_undecodable", position=committed.position)
+            outcome = skip_undecodable(self.state, committed.position)
+        else:
+            outcome = fold(self.state, committed.position, event)
+        self.chain_hash = committed.chain_hash
+        if self.snapshot_dir and self.state.position - self._snapshot_position >= self.snapshot_every:
+            self._start_snapshot()
+        return outcome
+
+    def digest(self) -> tuple[int, str]:
+        """(position, digest) of the current state; cached until the next event."""
+        if self._digest_cache[0] != self.state.position:
+            self._digest_cache = (self.state.position, canonical.digest(self.state))
+        return self._digest_cache
+
+    # -- snapshots ----------------------------------------------------------------------
+
+    def load_snapshot(self) -> tuple[int, bytes]:
+        """Load the newest readable snapshot; returns (position, chain hash) to resume from."""
+        for path in self._snapshot_files()[::-1]:
+            try:
+                snapshot = state_pb2.StateSnapshot.FromString(path.read_bytes())
+            except (OSError, DecodeError) as e:
+                log.warning("snapshot_unreadable", file=path.name, error=str(e))
+                continue
+            self.state = canonical.from_proto(snapshot.state)
+            self.chain_hash = snapshot.chain_hash
+            self._snapshot_position = self.state.position
+            log.info("snapshot_loaded", position=self.state.position)
+            return self.state.position, self.chain_hash
+        return 0, GENESIS_HASH
+
+    def reset(self) -> None:
+        """Forget a snapshot the history disagrees with; the fold restarts at position 1."""
+        self.state = State()
+        self.chain_hash = GENESIS_HASH
+        self._snapshot_position = 0
+
+    def attach_history(self, sync_history: Callable[[], Awaitable[None]]) -> None:
+        """How to make the history durable up to the applied position before a snapshot."""
+        self._sync_history = sync_history
+
+    def _start_snapshot(self) -> None:
+        if self._snapshot_task is not None and not self._snapshot_task.done():
+            return
+        self._snapshot_position = self.state.position
+        data = state_pb2.StateSnapshot(
+            state=canonical.to_proto(self.state), chain_hash=self.chain_hash
+        ).SerializeToString()
+        self._snapshot_task = asyncio.get_running_loop().create_task(
+            self._write_snapshot(self.state.position, data)
+        )
+
+    async def _write_snapshot(self, position: int, data: bytes) -> None:
+        try:
+            if self._sync_history is not None:
+                await self._sync_history()  # a snapshot must never be ahead of the history
+            await asyncio.to_thread(self._write_snapshot_file, position, data)
+            log.info("snapshot_written", position=position, size=len(data))
+        except Exception:
+            log.error("snapshot_failed", position=position, exc_info=True)
+
+    def _write_snapshot_file(self, position: int, data: bytes) -> None:
+        directory = self.snapshot_dir
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"state-{position:020d}.pb"
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+            delay = float(os.environ.get(SNAPSHOT_DELAY_ENV, "0") or 0)
+            if delay:
+                time.sleep(delay)
+        os.replace(tmp, path)
+        fsync_directory(directory)
+        for old in self._snapshot_files()[:-SNAPSHOTS_KEPT]:
+            old.unlink(missing_ok=True)
+
+    def _snapshot_files(self) -> list[Path]:
+        if not self.snapshot_dir or not self.snapshot_dir.exists():
+            return []
+        return sorted(self.snapshot_dir.glob("state-*.pb"))
+
+    async def close(self) -> None:
+        if self._snapshot_task is not None:
+            await asyncio.gather(self._snapshot_task, return_exceptions=True)
