@@ -142,15 +142,16 @@ async def up(config: dict) -> int:
         loop.add_signal_handler(sig, stop.set)
 
     processes: dict[str, asyncio.subprocess.Process] = {}
+    commands = {spec.id: master_command(spec, specs, secret_file, config) for spec in specs}
     for spec in specs:
         spec.work_dir.mkdir(parents=True, exist_ok=True)
         with open(spec.log_file, "ab") as log_file:
             processes[spec.id] = await asyncio.create_subprocess_exec(
-                *master_command(spec, specs, secret_file, config),
+                *commands[spec.id],
                 stdin=asyncio.subprocess.DEVNULL, stdout=log_file, stderr=log_file,
                 preexec_fn=_die_with_parent,
             )
-    write_cluster_file(work_dir, specs, processes, secret_file)
+    write_cluster_file(work_dir, specs, processes, secret_file, commands)
     print_table(work_dir, specs, processes)
     try:
         await watch(specs, processes, stop)
@@ -163,14 +164,14 @@ async def up(config: dict) -> int:
     return 0
 
 
-def write_cluster_file(work_dir: Path, specs, processes, secret_file: Path) -> None:
+def write_cluster_file(work_dir: Path, specs, processes, secret_file: Path, commands: dict) -> None:
     data = {
         "work_dir": str(work_dir),
         "raft_secret_file": str(secret_file),
         "supervisor_pid": os.getpid(),
         "masters": [
             {"id": s.id, "http": s.http, "raft": s.raft, "pid": processes[s.id].pid,
-             "work_dir": str(s.work_dir), "log": str(s.log_file)}
+             "work_dir": str(s.work_dir), "log": str(s.log_file), "argv": commands[s.id]}
             for s in specs
         ],
     }

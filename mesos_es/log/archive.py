@@ -369,7 +369,8 @@ class Archive:
     # -- reading ------------------------------------------------------------------------
 
     def read(self, first: int, last: int, max_bytes: int = 16 << 20) -> list[ArchivedRecord]:
-        """Records first..last, fewer if they would exceed max_bytes (always at least one).
+        """Records first..last, stopping before max_bytes of records (the first record is
+        returned whatever its size).
 
         Raises ArchiveGap for missing positions and ValueError outside 1..last_position."""
         with self._lock:
@@ -377,7 +378,7 @@ class Archive:
                 raise ValueError(f"positions {first}..{last} outside 1..{self.last_position}")
             records: list[ArchivedRecord] = []
             position, budget = first, max_bytes
-            while position <= last and budget > 0:
+            while position <= last:
                 i = bisect_right(self._firsts, position) - 1
                 segment = self._segments[i] if i >= 0 else None
                 if segment is None or position > segment.last:
@@ -385,17 +386,21 @@ class Archive:
                     raise ArchiveGap(position, next_first - 1)
                 end = min(last, segment.last)
                 start_offset = segment.offsets[position - segment.first]
-                end_offset = segment.end_offset(end)
-                if end_offset - start_offset > budget and end > position:
-                    # keep within the budget: find the last record that fits
-                    limit = start_offset + budget
-                    j = bisect_right(segment.offsets, limit, position - segment.first + 1, end - segment.first + 1)
-                    end = max(position, segment.first + j - 2)
-                    end_offset = segment.end_offset(end)
-                data = os.pread(segment.fd, end_offset - start_offset, start_offset)
+                if segment.end_offset(end) - start_offset > budget:
+                    # the last record that ends within the budget
+                    j = bisect_right(segment.offsets, start_offset + budget,
+                                     position - segment.first + 1, end - segment.first + 1)
+                    end = segment.first + j - 2
+                    if end < position:
+                        if records:
+                            break
+                        end = position
+                data = os.pread(segment.fd, segment.end_offset(end) - start_offset, start_offset)
                 records.extend(self._parse(data, segment.path.name, position, end))
-                budget -= end_offset - start_offset
+                budget -= len(data)
                 position = end + 1
+                if budget <= 0:
+                    break
             return records
 
     @staticmethod

@@ -58,8 +58,8 @@ from mesos_es.pb import log_pb2
 
 log = structlog.get_logger(__name__)
 
-# Set by tests to widen the window in which a snapshot is half written.
-SNAPSHOT_DELAY_ENV = "MESOS_ES_TEST_SNAPSHOT_DELAY_S"
+# Set by tests to widen the window in which a Raft dump is half written (it stalls Raft).
+RAFT_DUMP_DELAY_ENV = "MESOS_ES_TEST_RAFT_DUMP_DELAY_S"
 
 _ROLES = {
     _RAFT_STATE.LEADER: Role.LEADER,
@@ -332,8 +332,13 @@ class RaftLog(ReplicatedLog):
 
     def _finish_flight(self, nonce: bytes, error: int) -> None:
         flight = self._in_flight.pop(nonce, None)
-        if flight is not None and error != FAIL_REASON.SUCCESS and not flight.archived:
-            if error in _NOT_COMMITTED:
+        if flight is not None and not flight.archived:
+            if error == FAIL_REASON.SUCCESS:
+                # Committed, yet never archived here: only a journal that lost committed
+                # entries gets here. Never leave the proposer waiting.
+                log.error("committed_batch_not_delivered", events=len(flight.futures))
+                exc = OutcomeUnknown("committed but not delivered on this replica")
+            elif error in _NOT_COMMITTED:
                 exc = NotCommitted(f"not committed: {_NOT_COMMITTED[error]}")
             else:
                 exc = OutcomeUnknown("leadership changed before the entry was known to be committed")
@@ -386,7 +391,7 @@ class RaftLog(ReplicatedLog):
             f.flush()
             if self.config.durable:
                 os.fsync(f.fileno())
-        delay = float(os.environ.get(SNAPSHOT_DELAY_ENV, "0") or 0)
+        delay = float(os.environ.get(RAFT_DUMP_DELAY_ENV, "0") or 0)
         if delay:
             time.sleep(delay)
         log.info("raft_dump_written", raft_index=last[1], archive_position=dump.archive_position)
@@ -403,6 +408,8 @@ class RaftLog(ReplicatedLog):
         self.journal.complete_compaction(previous, last)
         self.archive.skip_to(dump.archive_position, dump.archive_hash, dump.last.index)
         log.info("raft_dump_loaded", raft_index=dump.last.index, archive_position=dump.archive_position)
+        # The archive may now reach further (with a gap to fetch): delivery must look.
+        self._call_soon(self._wakeup.set)
         return last, previous, list(dump.cluster)
 
     # -- delivery (event loop) -------------------------------------------------------------

@@ -25,12 +25,13 @@ from mesos_es.core.state import State
 from mesos_es.log.archive import fsync_directory
 from mesos_es.log.chain import GENESIS_HASH
 from mesos_es.log.interface import Committed
-from mesos_es.log.raft import SNAPSHOT_DELAY_ENV
 from mesos_es.pb import events_pb2, state_pb2
 
 log = structlog.get_logger(__name__)
 
 SNAPSHOTS_KEPT = 2
+# Set by tests to widen the window in which a state snapshot is half written.
+SNAPSHOT_DELAY_ENV = "MESOS_ES_TEST_SNAPSHOT_DELAY_S"
 
 
 class Replica:

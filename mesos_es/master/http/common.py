@@ -15,6 +15,12 @@ MASTER = web.AppKey("master", MasterContext)
 RETRY_AFTER_S = "1"
 
 
+class PayloadTooLarge(web.HTTPClientError):
+    """413 with our JSON body (aiohttp's own class insists on sizes in its message)."""
+
+    status_code = 413
+
+
 def json_response(data: dict, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
 
@@ -62,7 +68,7 @@ async def propose(request: web.Request, event: events_pb2.Event) -> Proposed:
     except NotLeader:
         raise to_leader(request) from None
     except EntryTooLarge as e:
-        raise http_error(web.HTTPRequestEntityTooLarge, str(e)) from None
+        raise http_error(PayloadTooLarge, str(e)) from None
     except LogError as e:
         if e.safe_to_retry:
             raise unavailable(f"{e}; nothing was written, retry", retry="safe") from None

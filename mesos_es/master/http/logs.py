@@ -17,6 +17,7 @@ from mesos_es.core import logs as named_logs
 from mesos_es.core.outcomes import Appended, Rejected, Truncated
 from mesos_es.master.http.common import (
     MASTER,
+    PayloadTooLarge,
     freshness,
     http_error,
     json_response,
@@ -62,7 +63,7 @@ async def append_entry(request: web.Request) -> web.Response:
     data = await request.read()
     limit = master.config.max_entry_bytes
     if len(data) > limit:
-        raise http_error(web.HTTPRequestEntityTooLarge, f"entry of {len(data)} bytes exceeds {limit} bytes")
+        raise http_error(PayloadTooLarge, f"entry of {len(data)} bytes exceeds {limit} bytes")
     existing = master.replica.state.logs.get(name)
     if key and existing is not None and key in existing.recent_keys:
         # A retry of an append already applied here: answer it without a new event.

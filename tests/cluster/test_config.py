@@ -1,0 +1,69 @@
+"""`cluster up` configuration and the master's command line."""
+
+import subprocess
+import sys
+
+import pytest
+
+from mesos_es.cli import build_parser, master_config
+from mesos_es.cluster.up import load_config, master_command, master_specs
+from mesos_es.master.config import ConfigError, Peer, parse_peers
+
+
+def test_the_embedded_default_is_three_masters_from_5050():
+    config = load_config(None)
+    specs = master_specs(config["cluster"])
+    assert [s.http for s in specs] == ["127.0.0.1:5050", "127.0.0.1:5051", "127.0.0.1:5052"]
+    assert [s.raft for s in specs] == ["127.0.0.1:6050", "127.0.0.1:6051", "127.0.0.1:6052"]
+
+
+def test_a_config_file_overlays_the_default(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[cluster]\nmasters = 5\n[master]\nsnapshot_every = 7\n')
+    config = load_config(path)
+    assert config["cluster"]["masters"] == 5 and config["cluster"]["base_port"] == 5050
+    assert config["master"]["snapshot_every"] == 7
+    path.write_text("[nonsense]\nx = 1\n")
+    with pytest.raises(ValueError, match="unknown table"):
+        load_config(path)
+
+
+def test_every_master_flag_the_cluster_passes_is_accepted_by_the_master(tmp_path):
+    config = load_config(None)
+    config["cluster"]["work_dir"] = str(tmp_path)
+    specs = master_specs(config["cluster"])
+    secret = tmp_path / "secret"
+    secret.write_text("s3cret\n")
+    argv = master_command(specs[1], specs, secret, config)
+    args = build_parser().parse_args(argv[3:])  # after `python -m mesos_es`
+    master = master_config(args)
+    assert master.address == "127.0.0.1:5051" and master.raft_secret == "s3cret"
+    assert [p.http for p in master.peers] == ["127.0.0.1:5050", "127.0.0.1:5052"]
+
+
+def test_peers_parse_with_default_and_explicit_raft_addresses():
+    assert parse_peers("h:5050, h:5051=r:7000") == (Peer("h:5050", "h:6050"), Peer("h:5051", "r:7000"))
+    with pytest.raises(ConfigError):
+        parse_peers("no-port")
+
+
+def test_a_multi_master_cluster_needs_a_shared_secret(tmp_path):
+    args = build_parser().parse_args(["master", "--work-dir", str(tmp_path), "--peers", "127.0.0.1:5051"])
+    with pytest.raises(ConfigError, match="raft-secret-file"):
+        master_config(args)
+
+
+def test_a_single_master_makes_its_own_secret_once(tmp_path):
+    args = build_parser().parse_args(["master", "--work-dir", str(tmp_path)])
+    first = master_config(args).raft_secret
+    assert master_config(args).raft_secret == first
+    assert (tmp_path / "raft.secret").stat().st_mode & 0o777 == 0o600
+
+
+def test_the_command_line_reports_bad_flags_without_a_traceback(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "mesos_es", "master", "--address", "nonsense",
+                             "--work-dir", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "bad address" in result.stderr and "Traceback" not in result.stderr
+    result = subprocess.run([sys.executable, "-m", "mesos_es", "--version"], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "mesos-es 0.1.0"
