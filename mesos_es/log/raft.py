@@ -30,7 +30,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pickle
+import zlib
+
+import pysyncobj.pickle
 import pysyncobj.syncobj
+import pysyncobj.tcp_connection
 import structlog
 from google.protobuf.message import DecodeError
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
@@ -111,6 +116,28 @@ class _Flight:
     archived: bool = False  # the batch was applied here; its futures wait for delivery
 
 
+class _StoredZlib:
+    """zlib for pysyncobj's connections, storing instead of compressing: on a LAN,
+    compressing every message once per follower costs the leader more than it saves."""
+
+    decompress = staticmethod(zlib.decompress)
+
+    @staticmethod
+    def compress(data: bytes, level: int = -1) -> bytes:
+        return zlib.compress(data, 0)
+
+
+def _tune_pysyncobj_wire() -> None:
+    """Make pysyncobj's messages cheap to build, process-wide.
+
+    pysyncobj pickles with protocol 2, which has no opcode for bytes and encodes them as
+    latin-1 text: every byte >= 0x80 of an entry grows to two, twice (the command, then
+    the message). Peers decode any protocol and any zlib level, so a tuned replica still
+    talks to an untuned one."""
+    pysyncobj.pickle.__dict__["__protocol"] = pickle.HIGHEST_PROTOCOL
+    pysyncobj.tcp_connection.zlib = _StoredZlib
+
+
 class _DurableTransport(TCPTransport):
     def send(self, node, message):
         # Whatever this message acknowledges (entries, a vote) must be on disk first.
@@ -139,6 +166,22 @@ class _Node(SyncObj):
         self.journal.sync()
         super()._onTick(timeToWait)
 
+    def _SyncObj__onMessageReceived(self, node, message):
+        """pysyncobj's message handler, except that a late success reply never moves a
+        follower's next index backwards.
+
+        pysyncobj 0.3.17 sets nextIndex to the index in any success reply that raises
+        matchIndex, even when later entries were already sent; it then resends them, and
+        its follower truncates everything after the resend's start without checking for
+        a conflict, dropping entries it had acknowledged (and the leader had counted)."""
+        if message.get("type") != "next_node_idx" or message.get("reset") or not message.get("success"):
+            return SyncObj._SyncObj__onMessageReceived(self, node, message)
+        next_index = self._SyncObj__raftNextIndex
+        sent_up_to = next_index.get(node)
+        SyncObj._SyncObj__onMessageReceived(self, node, message)
+        if sent_up_to is not None and next_index.get(node, sent_up_to) < sent_up_to:
+            next_index[node] = sent_up_to
+
     @replicated
     def append(self, batch: bytes):
         # pysyncobj increments raftLastApplied after the call: this entry's index is +1.
@@ -160,6 +203,7 @@ class RaftLog(ReplicatedLog):
         self._role = Role.FOLLOWER
         self._delivered = 0
         self._catching_up = False
+        self._submit_scheduled = False
         self._closed = False
         self._pending: deque[tuple[bytes, asyncio.Future]] = deque()
         self._in_flight: dict[bytes, _Flight] = {}
@@ -194,6 +238,7 @@ class RaftLog(ReplicatedLog):
                  archive_position=self.archive.last_position, applied_position=applied_position)
 
     def _create_node(self) -> _Node:
+        _tune_pysyncobj_wire()
         c = self.config
         conf = SyncObjConf(
             password=c.password,
@@ -293,8 +338,16 @@ class RaftLog(ReplicatedLog):
             raise NotLeader(self.status().leader)
         future = self._loop.create_future()
         self._pending.append((payload, future))
-        self._submit()
+        if not self._submit_scheduled:
+            # Submit at the end of this loop iteration, so proposals made together (say,
+            # by callers woken by the same commit) share one Raft entry.
+            self._submit_scheduled = True
+            self._loop.call_soon(self._scheduled_submit)
         return await future
+
+    def _scheduled_submit(self) -> None:
+        self._submit_scheduled = False
+        self._submit()
 
     async def barrier(self) -> int:
         if self._closed or self._node is None:

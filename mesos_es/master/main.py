@@ -23,6 +23,9 @@ from mesos_es.master.replica import Replica
 log = structlog.get_logger(__name__)
 
 
+HTTP_SHUTDOWN_TIMEOUT_S = 5.0
+
+
 class MasterStartError(Exception):
     pass
 
@@ -77,7 +80,8 @@ async def serve(config: MasterConfig, stop: asyncio.Event | None = None) -> None
         await raft_log.start(replica.apply, 0, GENESIS_HASH)
     replica.attach_history(raft_log.sync)
     master = MasterContext(config=config, log=raft_log, replica=replica, archive=raft_log.archive)
-    runner = web.AppRunner(build_app(master), access_log=None, handle_signals=False)
+    runner = web.AppRunner(build_app(master), access_log=None, handle_signals=False,
+                           shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT_S)
     await runner.setup()
     host, _, port = config.address.rpartition(":")
     try:
@@ -95,8 +99,10 @@ async def serve(config: MasterConfig, stop: asyncio.Event | None = None) -> None
         await stop.wait()
     finally:
         log.info("master_stopping", id=config.id)
-        await runner.cleanup()
+        # The log first: requests waiting for a commit then fail at once (503) instead of
+        # holding the HTTP shutdown until their commit timeout.
         await raft_log.stop()
+        await runner.cleanup()
         await replica.close()
         os.close(lock_fd)
         log.info("master_stopped", id=config.id)

@@ -176,3 +176,47 @@ async def test_a_raft_port_in_use_is_a_clear_error(tmp_path):
                 await log.start(lambda c: None)
         finally:
             raft.SyncObjConf = original
+
+
+
+async def test_a_late_success_reply_never_moves_a_followers_next_index_back(tmp_path):
+    """The trigger of pysyncobj's truncation of acknowledged entries (see _Node): a success
+    reply for an earlier append arriving after later entries were sent."""
+    base = free_port_block(3, (0,))
+    ports = [base, base + 1, base + 2]
+    logs = [await start(config(tmp_path / f"r{i}", p, peers=[q for q in ports if q != p]), [])
+            for i, p in enumerate(ports)]
+    try:
+        for _ in range(300):
+            leaders = [l for l in logs if l.status().role is Role.LEADER]
+            if leaders:
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.gather(*(leaders[0].propose(b"x") for _ in range(50)))
+        node = leaders[0]._node
+        follower = next(iter(node.otherNodes))
+        observed = []
+
+        def inject_stale_reply():  # runs on the tick thread, like a real reply
+            if observed:
+                return
+            sent_up_to = node._SyncObj__raftNextIndex[follower]
+            node._SyncObj__raftMatchIndex[follower] = sent_up_to - 10  # replies still in flight
+            node._SyncObj__onMessageReceived(follower, {
+                "type": "next_node_idx", "next_node_idx": sent_up_to - 5, "reset": False, "success": True,
+            })
+            observed.append((sent_up_to, node._SyncObj__raftNextIndex[follower],
+                             node._SyncObj__raftMatchIndex[follower]))
+
+        node.addOnTickCallback(inject_stale_reply)
+        for _ in range(100):
+            if observed:
+                break
+            await asyncio.sleep(0.01)
+        node.removeOnTickCallback(inject_stale_reply)
+        (sent_up_to, next_index, match_index), = observed
+        assert match_index == sent_up_to - 6  # the reply still counts as progress
+        assert next_index == sent_up_to  # but nothing is sent twice
+    finally:
+        for l in logs:
+            await l.stop()

@@ -57,8 +57,7 @@ class ProcessCluster:
         return self.work_dir.parent / f"{self.work_dir.name}.toml"
 
     def write_config(self) -> None:
-        lines = ["[cluster]", f"masters = {self.count}", f"base_port = {self.base_port}",
-                 f'work_dir = "{self.work_dir}"', 'log_format = "json"', "[master]"]
+        lines = ["[cluster]", 'log_format = "json"', "[master]"]
         lines += [f"{k} = {json.dumps(v)}" for k, v in self.master_flags.items()]
         self.config_file.write_text("\n".join(lines) + "\n")
 
@@ -69,7 +68,8 @@ class ProcessCluster:
         (self.work_dir / "cluster.json").unlink(missing_ok=True)
         output = open(self.work_dir.parent / f"{self.work_dir.name}-supervisor.out", "ab")
         self.supervisor = subprocess.Popen(
-            [sys.executable, "-m", "mesos_es", "cluster", "up", "--config", str(self.config_file)],
+            [sys.executable, "-m", "mesos_es", "cluster", "up", "--config", str(self.config_file),
+             "--work-dir", str(self.work_dir), "--masters", str(self.count), "--base-port", str(self.base_port)],
             stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, env=self.env, start_new_session=True,
         )
         cluster_file = self.work_dir / "cluster.json"
