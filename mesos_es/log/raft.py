@@ -248,6 +248,9 @@ class RaftLog(ReplicatedLog):
             raftMinTimeout=c.election_timeout_min_s,
             raftMaxTimeout=c.election_timeout_max_s,
             connectionTimeout=max(3.5, c.election_timeout_max_s),
+            # Check-quorum: a leader that hears from no majority for this long steps down
+            # (pysyncobj's default keeps a cut-off leader believing it leads for 30 s).
+            leaderFallbackTimeout=2 * c.election_timeout_max_s,
             connectionRetryTime=c.connection_retry_s,
             # No single entry may reach this size: pysyncobj's chunked path for such
             # entries is not one we trust.

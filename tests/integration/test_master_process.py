@@ -31,3 +31,21 @@ async def test_a_leader_without_quorum_stops_promptly_and_fails_waiting_writes(m
         assert "retry with the same Idempotency-Key" in (await response.json())["error"]
     await wait_until(lambda: not pid_alive(leader["pid"]), 15, what="the leader to exit")
     assert time.monotonic() - started < 8
+
+
+async def test_a_leader_cut_off_from_its_majority_steps_down(make_cluster):
+    cluster = await make_cluster().start()
+    leader = await cluster.wait_for_leader()
+    followers = [m for m in cluster.masters if m is not leader]
+    for master in followers:
+        os.kill(master["pid"], signal.SIGSTOP)  # alive but silent: a partition
+    try:
+        async def stepped_down():
+            health = await cluster.health(leader)
+            return health and health["role"] != "leader"
+
+        await wait_until(stepped_down, 5, what="the isolated leader to step down")
+    finally:
+        for master in followers:
+            os.kill(master["pid"], signal.SIGCONT)
+    await cluster.wait_for_leader()
