@@ -98,7 +98,11 @@ def run_master(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mesos-es", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="mesos-es",
+        description="mesos-es: a Mesos-style cluster manager whose master is an event-sourced "
+                    "state machine on a Raft replicated log.",
+    )
     parser.add_argument("--version", action="version", version=f"mesos-es {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 

@@ -73,6 +73,33 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[min(rank, len(sorted_values)) - 1]
 
 
+async def open_loop(one, payloads: list[bytes], rate: float, duration: float, drain_timeout: float) -> int:
+    """Call `one(payload)` `rate` times a second for `duration` seconds, on schedule whatever
+    the answers; returns how many calls were still unanswered after `drain_timeout`."""
+    clock = time.perf_counter
+    total = max(1, int(rate * duration))
+    tasks: set[asyncio.Task] = set()
+    start = clock()
+    issued = 0
+    while issued < total:
+        due = start + issued / rate
+        now = clock()
+        if due > now:
+            await asyncio.sleep(due - now)
+            now = clock()
+        while issued < total and start + issued / rate <= now:
+            task = asyncio.create_task(one(payloads[issued % len(payloads)]))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            issued += 1
+    if not tasks:
+        return 0
+    _, pending = await asyncio.wait(set(tasks), timeout=drain_timeout)
+    for task in pending:
+        task.cancel()
+    return len(pending)
+
+
 def latency_summary(latencies: list[float], errors: int, elapsed: float) -> dict:
     latencies.sort()
     return {
@@ -173,26 +200,8 @@ class RaftReplica:
                 return
             latencies.append(clock() - t0)
 
-        total = max(1, int(rate * duration))
-        tasks: set[asyncio.Task] = set()
         start = clock()
-        issued = 0
-        while issued < total:
-            due = start + issued / rate
-            now = clock()
-            if due > now:
-                await asyncio.sleep(due - now)
-                now = clock()
-            while issued < total and start + issued / rate <= now:
-                task = asyncio.create_task(one(payloads[issued % len(payloads)]))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-                issued += 1
-        if tasks:
-            _, pending = await asyncio.wait(set(tasks), timeout=TIMEOUT_S)
-            for task in pending:
-                task.cancel()
-            errors += len(pending)
+        errors += await open_loop(one, payloads, rate, duration, TIMEOUT_S)
         return latency_summary(latencies, errors, max(clock() - start, duration))
 
 

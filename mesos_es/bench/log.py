@@ -36,7 +36,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from mesos_es.bench._log_worker import latency_summary, make_payloads
+from mesos_es.bench._log_worker import latency_summary, make_payloads, open_loop
 from mesos_es.bench.table import format_table, number
 
 DEFAULT_DURATION_S = 3.0
@@ -499,27 +499,8 @@ async def _http_latency(session, url: str, settings: Settings) -> dict:
         else:
             errors += 1
 
-    rate = settings.rate
-    total = max(1, int(rate * settings.duration))
-    tasks: set[asyncio.Task] = set()
     start = clock()
-    issued = 0
-    while issued < total:
-        due = start + issued / rate
-        now = clock()
-        if due > now:
-            await asyncio.sleep(due - now)
-            now = clock()
-        while issued < total and start + issued / rate <= now:
-            task = asyncio.create_task(one(payloads[issued % len(payloads)]))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-            issued += 1
-    if tasks:
-        _, pending = await asyncio.wait(set(tasks), timeout=DRAIN_TIMEOUT_S)
-        for task in pending:
-            task.cancel()
-        errors += len(pending)
+    errors += await open_loop(one, payloads, settings.rate, settings.duration, DRAIN_TIMEOUT_S)
     return latency_summary(latencies, errors, max(clock() - start, settings.duration))
 
 

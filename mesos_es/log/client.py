@@ -146,8 +146,16 @@ def _truncate_request(name: str, to: int) -> _Request:
                     (("Content-Type", "application/json"),))
 
 
-def _entries(body: dict) -> list[Entry]:
-    return [Entry(e["position"], base64.b64decode(e["data"])) for e in body["entries"]]
+_DONE = -1
+
+
+def _page(body: dict, last: int | None) -> tuple[list[Entry], int]:
+    """One answer's entries, and where the next page starts (_DONE when there is none)."""
+    page = [Entry(e["position"], base64.b64decode(e["data"])) for e in body["entries"]]
+    end = body["ending"] if last is None else min(last, body["ending"])
+    if not page or page[-1].position >= end:
+        return page, _DONE
+    return page, page[-1].position + 1
 
 
 def _info(name: str, body: dict) -> LogInfo:
@@ -180,14 +188,10 @@ class LogClient:
              consistency: str = "eventual") -> list[Entry]:
         """Entries first..last (default: all readable), paging through large ranges."""
         entries: list[Entry] = []
-        while True:
-            body = self._call(_read_request(name, first, last, consistency))
-            page = _entries(body)
+        while first != _DONE:
+            page, first = _page(self._call(_read_request(name, first, last, consistency)), last)
             entries += page
-            end = body["ending"] if last is None else min(last, body["ending"])
-            if not page or page[-1].position >= end:
-                return entries
-            first = page[-1].position + 1
+        return entries
 
     def truncate(self, name: str, to: int) -> LogInfo:
         body = self._call(_truncate_request(name, to))
@@ -261,14 +265,10 @@ class AsyncLogClient:
     async def read(self, name: str, first: int | None = None, last: int | None = None,
                    consistency: str = "eventual") -> list[Entry]:
         entries: list[Entry] = []
-        while True:
-            body = await self._call(_read_request(name, first, last, consistency))
-            page = _entries(body)
+        while first != _DONE:
+            page, first = _page(await self._call(_read_request(name, first, last, consistency)), last)
             entries += page
-            end = body["ending"] if last is None else min(last, body["ending"])
-            if not page or page[-1].position >= end:
-                return entries
-            first = page[-1].position + 1
+        return entries
 
     async def truncate(self, name: str, to: int) -> LogInfo:
         body = await self._call(_truncate_request(name, to))

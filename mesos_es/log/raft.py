@@ -22,16 +22,16 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import os
+import pickle
 import threading
 import time
+import zlib
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-
-import pickle
-import zlib
 
 import pysyncobj.pickle
 import pysyncobj.syncobj
@@ -82,6 +82,18 @@ _NOT_COMMITTED = {
 
 class RaftStartError(Exception):
     pass
+
+
+# Exit status of a master that stopped rather than continue with a history it cannot trust.
+FAIL_STOP_EXIT_CODE = 70
+
+
+def _fail_stop(event: str, **details) -> None:
+    """Stop the process now. Used on the tick thread, where an exception would be swallowed
+    by pysyncobj and leave a replica applying nothing or diverging."""
+    log.critical(event, exit_code=FAIL_STOP_EXIT_CODE, **details, exc_info=True)
+    logging.shutdown()
+    os._exit(FAIL_STOP_EXIT_CODE)
 
 
 @dataclass(frozen=True)
@@ -419,8 +431,8 @@ class RaftLog(ReplicatedLog):
             records = self.archive.append(raft_index, list(batch.events))
             self._call_soon(self._on_archived, records, self.archive.last_position, batch.nonce)
         except (ArchiveError, OSError):
-            log.critical("archive_write_failed", raft_index=raft_index, exc_info=True)
-            os._exit(70)  # fail-stop: the entry is still in the journal for the restart
+            # The entry is still in the journal: a restart (with room on disk) archives it.
+            _fail_stop("archive_write_failed", raft_index=raft_index)
         except Exception:
             log.critical("raft_entry_failed", raft_index=raft_index, exc_info=True)
         return None
@@ -454,7 +466,10 @@ class RaftLog(ReplicatedLog):
 
     def _read_dump(self, path: str):
         """pysyncobj's deserializer, on restart or when the leader sent its dump (tick thread)."""
-        dump = log_pb2.RaftDump.FromString(Path(path).read_bytes())
+        try:
+            dump = log_pb2.RaftDump.FromString(Path(path).read_bytes())
+        except (OSError, DecodeError):
+            _fail_stop("raft_dump_unreadable", file=path)
         if self.config.durable:
             with open(path, "rb") as f:
                 os.fsync(f.fileno())
@@ -462,7 +477,10 @@ class RaftLog(ReplicatedLog):
         last = (dump.last.command, dump.last.index, dump.last.term)
         previous = (dump.previous.command, dump.previous.index, dump.previous.term)
         self.journal.complete_compaction(previous, last)
-        self.archive.skip_to(dump.archive_position, dump.archive_hash, dump.last.index)
+        try:
+            self.archive.skip_to(dump.archive_position, dump.archive_hash, dump.last.index)
+        except ArchiveError:
+            _fail_stop("archive_diverged", position=dump.archive_position)
         log.info("raft_dump_loaded", raft_index=dump.last.index, archive_position=dump.archive_position)
         # The archive may now reach further (with a gap to fetch): delivery must look.
         self._call_soon(self._wakeup.set)

@@ -1,7 +1,6 @@
 """RaftLog on pysyncobj, one replica in this process: commit, recovery, compaction."""
 
 import asyncio
-import os
 
 import pytest
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import orjson
 import structlog
 from aiohttp import web
 

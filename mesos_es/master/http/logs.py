@@ -89,7 +89,7 @@ def _appended(master, position: int, duplicate: bool, applied_position: int | No
 
 async def truncate(request: web.Request) -> web.Response:
     name = _log_name(request)
-    master = require_leader(request)
+    require_leader(request)
     raw = await request.read()
     try:
         body = orjson.loads(raw)
