@@ -100,6 +100,25 @@ async def open_loop(one, payloads: list[bytes], rate: float, duration: float, dr
     return len(pending)
 
 
+async def measure_open_loop(send, payloads: list[bytes], rate: float, duration: float, drain_timeout: float) -> dict:
+    """Latencies of `send(payload)` (True when answered successfully) in an open loop."""
+    clock = time.perf_counter
+    latencies: list[float] = []
+    errors = 0
+
+    async def one(payload: bytes) -> None:
+        nonlocal errors
+        t0 = clock()
+        if await send(payload):
+            latencies.append(clock() - t0)
+        else:
+            errors += 1
+
+    start = clock()
+    errors += await open_loop(one, payloads, rate, duration, drain_timeout)
+    return latency_summary(latencies, errors, max(clock() - start, duration))
+
+
 def latency_summary(latencies: list[float], errors: int, elapsed: float) -> dict:
     latencies.sort()
     return {
@@ -185,24 +204,14 @@ class RaftReplica:
         from its propose() call to its return."""
         from mesos_es.log.interface import LogError
 
-        propose = self.log.propose
-        clock = time.perf_counter
-        latencies: list[float] = []
-        errors = 0
-
-        async def one(payload: bytes) -> None:
-            nonlocal errors
-            t0 = clock()
+        async def send(payload: bytes) -> bool:
             try:
-                await propose(payload)
+                await self.log.propose(payload)
             except LogError:
-                errors += 1
-                return
-            latencies.append(clock() - t0)
+                return False
+            return True
 
-        start = clock()
-        errors += await open_loop(one, payloads, rate, duration, TIMEOUT_S)
-        return latency_summary(latencies, errors, max(clock() - start, duration))
+        return await measure_open_loop(send, payloads, rate, duration, TIMEOUT_S)
 
 
 # -- raw pysyncobj --------------------------------------------------------------------------

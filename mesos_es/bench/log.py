@@ -36,7 +36,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from mesos_es.bench._log_worker import latency_summary, make_payloads, open_loop
+from mesos_es.bench._log_worker import make_payloads, measure_open_loop
 from mesos_es.bench.table import format_table, number
 
 DEFAULT_DURATION_S = 3.0
@@ -487,21 +487,8 @@ async def _http_throughput(session, url: str, settings: Settings, duration: floa
 
 async def _http_latency(session, url: str, settings: Settings) -> dict:
     payloads = make_payloads(settings.entry_bytes, settings.payload)
-    clock = time.perf_counter
-    latencies: list[float] = []
-    errors = 0
-
-    async def one(payload: bytes) -> None:
-        nonlocal errors
-        t0 = clock()
-        if await _post(session, url, payload):
-            latencies.append(clock() - t0)
-        else:
-            errors += 1
-
-    start = clock()
-    errors += await open_loop(one, payloads, settings.rate, settings.duration, DRAIN_TIMEOUT_S)
-    return latency_summary(latencies, errors, max(clock() - start, settings.duration))
+    return await measure_open_loop(lambda payload: _post(session, url, payload), payloads,
+                                   settings.rate, settings.duration, DRAIN_TIMEOUT_S)
 
 
 async def _stop_master(process: asyncio.subprocess.Process) -> None:
