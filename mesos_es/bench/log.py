@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
 import datetime
 import json
 import os
@@ -38,6 +37,7 @@ from pathlib import Path
 
 from mesos_es.bench._log_worker import make_payloads, measure_open_loop
 from mesos_es.bench.table import format_table, number
+from mesos_es.processes import die_with_parent, stop_process
 
 DEFAULT_DURATION_S = 3.0
 QUICK_DURATION_S = 0.5
@@ -54,7 +54,6 @@ DRAIN_TIMEOUT_S = 30.0  # outstanding requests answered after a phase (as in the
 STOP_TIMEOUT_S = 10.0
 HTTP_LOG_NAME = "bench"
 PATHS = ("pysyncobj", "interface", "http")
-PR_SET_PDEATHSIG = 1
 
 
 class BenchError(Exception):
@@ -227,13 +226,6 @@ async def _run_case(case: Case, settings: Settings) -> dict:
         return await _worker_case(case, settings, work, secret)
 
 
-def _die_with_parent(sig: int):
-    def preexec() -> None:
-        with contextlib.suppress(Exception):
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, sig)
-    return preexec
-
-
 def _free_ports(count: int) -> list[int]:
     """`count` distinct ports on 127.0.0.1 that can be bound now, outside the usual ephemeral
     range (so outgoing connections are unlikely to take them before the replicas bind)."""
@@ -278,7 +270,7 @@ class _Worker:
         with open(stderr_path, "wb") as stderr:
             process = await asyncio.create_subprocess_exec(
                 *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=stderr,
-                preexec_fn=_die_with_parent(signal.SIGKILL),
+                preexec_fn=die_with_parent(signal.SIGKILL),
             )
         return cls(name, process, stderr_path)
 
@@ -403,7 +395,7 @@ async def _http_case(case: Case, settings: Settings, work: Path, secret: Path) -
                     "--journal-sync", "fsync" if case.durable else "none",
                     "--log-format", "json", "--log-level", "warning",
                     stdin=asyncio.subprocess.DEVNULL, stdout=stderr, stderr=stderr,
-                    preexec_fn=_die_with_parent(signal.SIGKILL),
+                    preexec_fn=die_with_parent(signal.SIGKILL),
                 )
             masters.append((process, stderr_path))
         connector = aiohttp.TCPConnector(limit=max(settings.http_concurrency, 512), force_close=False)
@@ -419,7 +411,7 @@ async def _http_case(case: Case, settings: Settings, work: Path, secret: Path) -
             latency = await _http_latency(session, url, settings)
         return _figures(throughput, latency)
     finally:
-        await asyncio.gather(*(_stop_master(p) for p, _ in masters), return_exceptions=True)
+        await asyncio.gather(*(stop_process(p, STOP_TIMEOUT_S) for p, _ in masters), return_exceptions=True)
 
 
 async def _wait_for_leader_master(session, https: list[str], masters) -> str:
@@ -489,18 +481,6 @@ async def _http_latency(session, url: str, settings: Settings) -> dict:
     payloads = make_payloads(settings.entry_bytes, settings.payload)
     return await measure_open_loop(lambda payload: _post(session, url, payload), payloads,
                                    settings.rate, settings.duration, DRAIN_TIMEOUT_S)
-
-
-async def _stop_master(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            process.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(process.wait(), timeout=STOP_TIMEOUT_S)
-        except asyncio.TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await process.wait()
 
 
 # -- the report ---------------------------------------------------------------------------------------

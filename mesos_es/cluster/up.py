@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
 import fcntl
 import json
 import os
@@ -27,9 +26,9 @@ from pathlib import Path
 import aiohttp
 
 from mesos_es.master.config import RAFT_PORT_OFFSET, RAFT_SECRET_FILE, write_new_secret
+from mesos_es.processes import die_with_parent, stop_process
 
 STOP_GRACE_S = 10.0
-PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True)
@@ -101,11 +100,6 @@ def check_ports_free(specs: list[MasterSpec]) -> None:
                     raise SystemExit(f"mesos-es cluster up: {address} is in use (is another cluster running?)") from None
 
 
-def _die_with_parent() -> None:
-    """Children get SIGTERM if `cluster up` dies, so no master outlives its cluster."""
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
 def run(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
@@ -149,7 +143,8 @@ async def up(config: dict) -> int:
             processes[spec.id] = await asyncio.create_subprocess_exec(
                 *commands[spec.id],
                 stdin=asyncio.subprocess.DEVNULL, stdout=log_file, stderr=log_file,
-                preexec_fn=_die_with_parent,
+                # If `cluster up` dies, its masters get SIGTERM: none outlives its cluster.
+                preexec_fn=die_with_parent(signal.SIGTERM),
             )
     write_cluster_file(work_dir, specs, processes, secret_file, commands)
     print_table(work_dir, specs, processes)
@@ -222,15 +217,4 @@ async def current_leader(session, specs: list[MasterSpec]) -> str | None:
 
 
 async def stop_all(processes: dict[str, asyncio.subprocess.Process]) -> None:
-    live = [p for p in processes.values() if p.returncode is None]
-    for process in live:
-        with contextlib.suppress(ProcessLookupError):
-            process.send_signal(signal.SIGTERM)
-    try:
-        await asyncio.wait_for(asyncio.gather(*(p.wait() for p in live)), timeout=STOP_GRACE_S)
-    except asyncio.TimeoutError:
-        for process in live:
-            if process.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    process.kill()
-        await asyncio.gather(*(p.wait() for p in live))
+    await asyncio.gather(*(stop_process(p, STOP_GRACE_S) for p in processes.values()))
