@@ -179,13 +179,22 @@ class _Node(SyncObj):
         super()._onTick(timeToWait)
 
     def _SyncObj__onMessageReceived(self, node, message):
-        """pysyncobj's message handler, except that a late success reply never moves a
-        follower's next index backwards.
+        """pysyncobj's message handler, with two fixes.
 
-        pysyncobj 0.3.17 sets nextIndex to the index in any success reply that raises
-        matchIndex, even when later entries were already sent; it then resends them, and
-        its follower truncates everything after the resend's start without checking for
-        a conflict, dropping entries it had acknowledged (and the leader had counted)."""
+        A late success reply never moves a follower's next index backwards: pysyncobj
+        0.3.17 sets nextIndex to the index in any success reply that raises matchIndex,
+        even when later entries were already sent; it then resends them, and its follower
+        truncates everything after the resend's start without checking for a conflict,
+        dropping entries it had acknowledged (and the leader had counted).
+
+        A snapshot chunk never commits the follower's own entries: pysyncobj raises the
+        commit index to min(leader's commit index, the follower's last index) on every
+        append_entries, including the chunks of a snapshot transfer, which verify nothing
+        about the follower's log. A restarted old leader then applied its own uncommitted
+        tail, which the new leader had replaced (Raft: only up to the last *new* entry)."""
+        if message.get("type") == "append_entries" and "prevLogIdx" not in message:
+            message = {**message, "commit_index": min(message["commit_index"], self._SyncObj__raftCommitIndex)}
+            return SyncObj._SyncObj__onMessageReceived(self, node, message)
         if message.get("type") != "next_node_idx" or message.get("reset") or not message.get("success"):
             return SyncObj._SyncObj__onMessageReceived(self, node, message)
         next_index = self._SyncObj__raftNextIndex

@@ -219,3 +219,53 @@ async def test_a_late_success_reply_never_moves_a_followers_next_index_back(tmp_
     finally:
         for l in logs:
             await l.stop()
+
+
+async def test_a_snapshot_chunk_never_commits_the_followers_own_tail(tmp_path):
+    """A restarted old leader holds entries nobody else has. pysyncobj committed them on the
+    first snapshot chunk from the new leader (commit index = min(leader's, own last index));
+    they must stay uncommitted until a real append_entries verifies the log."""
+    port = free_port_block(1, (0,))
+    cfg = config(tmp_path, port)
+    applied = []
+    log = await start(cfg, applied)
+    for i in range(3):
+        await log.propose(b"%d" % i)
+    await log.stop()
+    # An uncommitted tail, as an old leader killed before replicating it would have.
+    journal = DurableJournal(log.journal.path)
+    command, last_index, term = journal[len(journal) - 1]
+    journal.add(command, last_index + 1, term)
+    journal.sync()
+    del journal
+
+    # Restarted as a follower of an unreachable cluster: it can never win an election.
+    peers = free_port_block(2, (0,))
+    applied = []
+    log = await start(config(tmp_path, port, peers=[peers, peers + 1]), applied)
+    try:
+        node = log._node
+        leader = next(iter(node.otherNodes))
+        commit_before = node.raftCommitIndex
+        assert commit_before == last_index
+        handled = []
+
+        def inject_snapshot_chunk():  # runs on the tick thread, like a real message
+            if not handled:
+                node._SyncObj__onMessageReceived(leader, {
+                    "type": "append_entries", "term": node.raftCurrentTerm + 1,
+                    "commit_index": last_index + 100, "serialized": None,
+                })
+                handled.append(node.raftCommitIndex)
+
+        node.addOnTickCallback(inject_snapshot_chunk)
+        for _ in range(100):
+            if handled:
+                break
+            await asyncio.sleep(0.01)
+        node.removeOnTickCallback(inject_snapshot_chunk)
+        await asyncio.sleep(0.2)
+        assert handled == [commit_before]
+        assert applied == [(1, b"0"), (2, b"1"), (3, b"2")]  # redelivered from the archive, no 4th
+    finally:
+        await log.stop()
