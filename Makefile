@@ -26,6 +26,7 @@ $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python scripts/install_pymesos.py
 	touch $(INSTALLED)
 
 clean:

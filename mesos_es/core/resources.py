@@ -1,0 +1,342 @@
+"""Resources as the master counts them: exact, immutable, and convertible to Mesos v1 JSON.
+
+Mesos resources are a list of `Resource` objects (`{"name", "type", "scalar"|"ranges"|"set",
+"reservations", "revocable", "role"}`). Arithmetic happens on a canonical form: one entry per
+*kind* (name, reservation chain, revocable), scalars in integer milli-units (Mesos itself
+rounds scalars to three decimals), ranges merged and sorted, sets as sorted tuples. Integer
+milli-units keep sums exact, so every replica and every replay computes the same numbers.
+
+Pure: no I/O, no clock; imported by the appliers and the allocator alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+
+UNRESERVED = "*"
+
+
+class ResourceError(ValueError):
+    """A resource that cannot be parsed, or arithmetic that would go below zero."""
+
+
+@dataclass(frozen=True, order=True)
+class Reservation:
+    """One step of a reservation chain (Mesos' `Resource.ReservationInfo`)."""
+
+    role: str
+    type: str = "DYNAMIC"  # STATIC or DYNAMIC
+    principal: str = ""
+
+
+@dataclass(frozen=True, order=True)
+class Kind:
+    """What makes two resources fungible: same name, reservation chain and revocability."""
+
+    name: str
+    reservations: tuple[Reservation, ...] = ()
+    revocable: bool = False
+
+    @property
+    def role(self) -> str:
+        """The role the resource is reserved to (the last in the chain), or '*'."""
+        return self.reservations[-1].role if self.reservations else UNRESERVED
+
+
+Value = int | tuple[tuple[int, int], ...] | tuple[str, ...]  # milli-scalar, ranges, set items
+
+
+def _merge_ranges(ranges: Iterable[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    merged: list[list[int]] = []
+    for begin, end in sorted(ranges):
+        if begin > end:
+            raise ResourceError(f"range [{begin}-{end}] is empty")
+        if merged and begin <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([begin, end])
+    return tuple((b, e) for b, e in merged)
+
+
+def _subtract_ranges(have: tuple[tuple[int, int], ...], take: tuple[tuple[int, int], ...]):
+    out = list(have)
+    for tb, te in take:
+        nxt = []
+        for b, e in out:
+            if te < b or tb > e:
+                nxt.append((b, e))
+                continue
+            if b < tb:
+                nxt.append((b, tb - 1))
+            if te < e:
+                nxt.append((te + 1, e))
+        out = nxt
+    return tuple(out)
+
+
+def _ranges_contain(have: tuple[tuple[int, int], ...], want: tuple[tuple[int, int], ...]) -> bool:
+    return all(any(b <= wb and we <= e for b, e in have) for wb, we in want)
+
+
+def _is_empty(value: Value) -> bool:
+    return value == 0 or value == ()
+
+
+def _to_milli(value: float) -> int:
+    return int(round(float(value) * 1000))
+
+
+class Resources(Mapping[Kind, Value]):
+    """An immutable bag of resources, keyed by Kind. `a + b`, `a - b`, `a.contains(b)`."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Mapping[Kind, Value] | None = None):
+        self._items: dict[Kind, Value] = {k: v for k, v in (items or {}).items() if not _is_empty(v)}
+
+    # -- Mapping -----------------------------------------------------------------------
+    def __getitem__(self, kind: Kind) -> Value:
+        return self._items[kind]
+
+    def __iter__(self) -> Iterator[Kind]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Resources) and self._items == other._items
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._items.items()))
+
+    def __repr__(self) -> str:
+        return f"Resources({to_text(self)!r})"
+
+    # -- arithmetic --------------------------------------------------------------------
+    def __add__(self, other: Resources) -> Resources:
+        items = dict(self._items)
+        for kind, value in other._items.items():
+            mine = items.get(kind)
+            if mine is None:
+                items[kind] = value
+            elif isinstance(value, int):
+                items[kind] = mine + value
+            elif value and isinstance(value[0], tuple):
+                items[kind] = _merge_ranges(mine + value)
+            else:
+                items[kind] = tuple(sorted(set(mine) | set(value)))
+        return Resources(items)
+
+    def __sub__(self, other: Resources) -> Resources:
+        """Remove `other`; raises ResourceError unless `self.contains(other)`."""
+        if not self.contains(other):
+            raise ResourceError(f"{to_text(other)} is not contained in {to_text(self)}")
+        items = dict(self._items)
+        for kind, value in other._items.items():
+            mine = items[kind]
+            if isinstance(value, int):
+                items[kind] = mine - value
+            elif value and isinstance(value[0], tuple):
+                items[kind] = _subtract_ranges(mine, value)
+            else:
+                items[kind] = tuple(i for i in mine if i not in set(value))
+        return Resources(items)
+
+    def contains(self, other: Resources) -> bool:
+        for kind, value in other._items.items():
+            mine = self._items.get(kind)
+            if mine is None:
+                return False
+            if isinstance(value, int):
+                if not isinstance(mine, int) or mine < value:
+                    return False
+            elif value and isinstance(value[0], tuple):
+                if not _ranges_contain(mine, value):
+                    return False
+            elif not set(value) <= set(mine):
+                return False
+        return True
+
+    # -- views ---------------------------------------------------------------------------
+    def scalar(self, name: str) -> float:
+        """Total of a scalar resource across reservations, in units (not milli)."""
+        return sum(v for k, v in self._items.items() if k.name == name and isinstance(v, int)) / 1000
+
+    def scalars(self) -> dict[str, float]:
+        totals: dict[str, int] = {}
+        for kind, value in self._items.items():
+            if isinstance(value, int):
+                totals[kind.name] = totals.get(kind.name, 0) + value
+        return {name: milli / 1000 for name, milli in sorted(totals.items())}
+
+    def filter(self, predicate) -> Resources:
+        return Resources({k: v for k, v in self._items.items() if predicate(k)})
+
+    def allocatable_to(self, role: str) -> Resources:
+        """What a framework in `role` may be offered: unreserved, or reserved to the role or an
+        ancestor of it (hierarchical roles: a/b may use resources reserved to a)."""
+        return self.filter(lambda k: k.role == UNRESERVED or k.role == role or role.startswith(k.role + "/"))
+
+    def unreserved(self) -> Resources:
+        return self.filter(lambda k: k.role == UNRESERVED)
+
+    def revocable(self) -> Resources:
+        return self.filter(lambda k: k.revocable)
+
+    def non_revocable(self) -> Resources:
+        return self.filter(lambda k: not k.revocable)
+
+    def reserved(self, role: str | None = None) -> Resources:
+        return self.filter(lambda k: k.role != UNRESERVED and (role is None or k.role == role))
+
+    def push_reservation(self, reservation: Reservation) -> Resources:
+        return Resources({Kind(k.name, (*k.reservations, reservation), k.revocable): v for k, v in self._items.items()})
+
+    def pop_reservation(self) -> Resources:
+        return Resources({Kind(k.name, k.reservations[:-1], k.revocable): v for k, v in self._items.items()})
+
+    def sorted_items(self) -> list[tuple[Kind, Value]]:
+        return sorted(self._items.items(), key=lambda kv: kv[0])
+
+
+EMPTY = Resources()
+
+
+# -- Mesos v1 JSON ----------------------------------------------------------------------------
+
+def _reservations_from_json(obj: Mapping) -> tuple[Reservation, ...]:
+    chain = obj.get("reservations") or []
+    if chain:
+        return tuple(
+            Reservation(role=r.get("role", ""), type=r.get("type", "DYNAMIC"), principal=r.get("principal", ""))
+            for r in chain
+        )
+    # Pre-1.x "role" field: a static reservation when not "*".
+    role = obj.get("role") or UNRESERVED
+    return () if role == UNRESERVED else (Reservation(role=role, type="STATIC"),)
+
+
+def resource_from_json(obj: Mapping) -> tuple[Kind, Value]:
+    """One Mesos v1 JSON `Resource` -> (Kind, Value). Raises ResourceError on bad input."""
+    if not isinstance(obj, Mapping):
+        raise ResourceError("a resource must be a JSON object")
+    name = obj.get("name")
+    if not isinstance(name, str) or not name:
+        raise ResourceError("a resource needs a name")
+    rtype = obj.get("type", "SCALAR")
+    try:
+        kind = Kind(name, _reservations_from_json(obj), "revocable" in obj)
+        if rtype == "SCALAR":
+            value = _to_milli(obj["scalar"]["value"])
+            if value < 0:
+                raise ResourceError(f"{name}: negative scalar")
+            return kind, value
+        if rtype == "RANGES":
+            ranges = obj["ranges"].get("range", [])
+            return kind, _merge_ranges((int(r["begin"]), int(r["end"])) for r in ranges)
+        if rtype == "SET":
+            return kind, tuple(sorted(set(str(i) for i in obj["set"].get("item", []))))
+    except (KeyError, TypeError, AttributeError, ValueError) as e:
+        if isinstance(e, ResourceError):
+            raise
+        raise ResourceError(f"resource {name!r}: malformed {rtype} value") from None
+    raise ResourceError(f"resource {name!r}: unknown type {rtype!r}")
+
+
+def from_json(objs: Iterable[Mapping] | None) -> Resources:
+    out = EMPTY
+    if objs is None:
+        return out
+    if not isinstance(objs, list):
+        raise ResourceError("resources must be a JSON array")
+    for obj in objs:
+        kind, value = resource_from_json(obj)
+        out = out + Resources({kind: value})
+    return out
+
+
+def _kind_json(kind: Kind) -> dict:
+    obj: dict = {"name": kind.name}
+    if kind.reservations:
+        obj["reservations"] = [
+            {"type": r.type, "role": r.role, **({"principal": r.principal} if r.principal else {})}
+            for r in kind.reservations
+        ]
+        obj["role"] = kind.role  # pre-reservation-refinement clients (pymesos users) read this
+    else:
+        obj["role"] = UNRESERVED
+    if kind.revocable:
+        obj["revocable"] = {}
+    return obj
+
+
+def to_json(resources: Resources) -> list[dict]:
+    """Mesos v1 JSON, in canonical order."""
+    out = []
+    for kind, value in resources.sorted_items():
+        obj = _kind_json(kind)
+        if isinstance(value, int):
+            obj["type"] = "SCALAR"
+            obj["scalar"] = {"value": value / 1000}
+        elif value and isinstance(value[0], tuple):
+            obj["type"] = "RANGES"
+            obj["ranges"] = {"range": [{"begin": b, "end": e} for b, e in value]}
+        else:
+            obj["type"] = "SET"
+            obj["set"] = {"item": list(value)}
+        out.append(obj)
+    return out
+
+
+# -- the agent's --resources flag -------------------------------------------------------------
+
+def parse_text(text: str) -> Resources:
+    """`cpus:4;mem:8192;disk:10000;ports:[31000-32000]` (Mesos' flag syntax; `name(role):value`
+    reserves statically)."""
+    out = EMPTY
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        name, sep, value = part.partition(":")
+        if not sep:
+            raise ResourceError(f"bad resource {part!r}: expected name:value")
+        name, role = name.strip(), UNRESERVED
+        if "(" in name and name.endswith(")"):
+            name, role = name[:-1].split("(", 1)
+        value = value.strip()
+        chain = () if role == UNRESERVED else (Reservation(role=role, type="STATIC"),)
+        kind = Kind(name, chain)
+        if value.startswith("["):
+            if not value.endswith("]"):
+                raise ResourceError(f"bad ranges {value!r}")
+            try:
+                ranges = [tuple(int(x) for x in r.strip().split("-")) for r in value[1:-1].split(",") if r.strip()]
+                parsed: Value = _merge_ranges((r[0], r[-1]) for r in ranges)
+            except ValueError:
+                raise ResourceError(f"bad ranges {value!r}") from None
+        elif value.startswith("{"):
+            parsed = tuple(sorted({i.strip() for i in value.strip("{}").split(",") if i.strip()}))
+        else:
+            try:
+                parsed = _to_milli(float(value))
+            except ValueError:
+                raise ResourceError(f"bad scalar {value!r} for {name}") from None
+            if parsed < 0:
+                raise ResourceError(f"negative {name}")
+        out = out + Resources({kind: parsed})
+    return out
+
+
+def to_text(resources: Resources) -> str:
+    parts = []
+    for kind, value in resources.sorted_items():
+        name = kind.name if kind.role == UNRESERVED else f"{kind.name}({kind.role})"
+        if kind.revocable:
+            name += "{REV}"
+        if isinstance(value, int):
+            parts.append(f"{name}:{value / 1000:g}")
+        elif value and isinstance(value[0], tuple):
+            parts.append(f"{name}:[{','.join(f'{b}-{e}' for b, e in value)}]")
+        else:
+            parts.append(f"{name}:{{{','.join(value)}}}")
+    return ";".join(parts)
