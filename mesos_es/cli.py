@@ -38,6 +38,20 @@ def master_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help="compact the Raft journal past this many Raft entries (default %(default)s)")
     parser.add_argument("--compaction-interval-s", type=float, default=60.0,
                         help="or at least this often (default %(default)s)")
+    scheduling = parser.add_argument_group("scheduling")
+    scheduling.add_argument("--allocation-interval-s", type=float, default=1.0,
+                            help="seconds between allocation cycles (default %(default)s)")
+    scheduling.add_argument("--offer-timeout-s", type=float, default=60.0,
+                            help="rescind offers unused this long; 0 never (default %(default)s)")
+    scheduling.add_argument("--heartbeat-interval-s", type=float, default=15.0,
+                            help="HEARTBEAT period on scheduler streams (default %(default)s)")
+    scheduling.add_argument("--agent-ping-timeout-s", type=float, default=5.0,
+                            help="PING period and timeout for agents (default %(default)s)")
+    scheduling.add_argument("--max-agent-ping-timeouts", type=int, default=3,
+                            help="missed pings before an agent is unreachable (default %(default)s)")
+    scheduling.add_argument("--agent-reregister-timeout-s", type=float, default=30.0,
+                            help="after an election, how long known agents have to re-register "
+                                 "(default %(default)s)")
     add_logging_flags(parser)
     return parser
 
@@ -73,6 +87,12 @@ def master_config(args: argparse.Namespace):
         election_timeout_max_ms=args.election_timeout_max_ms,
         compaction_min_entries=args.compaction_min_entries,
         compaction_interval_s=args.compaction_interval_s,
+        allocation_interval_s=args.allocation_interval_s,
+        offer_timeout_s=args.offer_timeout_s,
+        heartbeat_interval_s=args.heartbeat_interval_s,
+        agent_ping_timeout_s=args.agent_ping_timeout_s,
+        max_agent_ping_timeouts=args.max_agent_ping_timeouts,
+        agent_reregister_timeout_s=args.agent_reregister_timeout_s,
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from mesos_es.core import logs
+from mesos_es.core import cluster, logs
 from mesos_es.core.outcomes import Ignored, Outcome, Rejected
 from mesos_es.core.state import State
 from mesos_es.pb import events_pb2
@@ -25,6 +25,7 @@ Applier = Callable[[State, int, events_pb2.Event], Outcome]
 APPLIERS: dict[str, Applier] = {
     "log_entry_appended": logs.apply_log_entry_appended,
     "log_truncated": logs.apply_log_truncated,
+    **cluster.APPLIERS,
 }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from array import array
 
+from mesos_es.core.cluster import ClusterIndex
 from mesos_es.core.state import NamedLog, State
 from mesos_es.pb import state_pb2
 
@@ -21,6 +22,7 @@ def to_proto(state: State) -> state_pb2.State:
         entry.log_positions.extend(log.log_positions)
         for key, position in log.recent_keys.items():
             entry.recent_keys.add(key=key, position=position)
+    message.cluster.CopyFrom(state.cluster)
     return message
 
 
@@ -33,6 +35,8 @@ def from_proto(message: state_pb2.State) -> State:
             log_positions=array("Q", entry.log_positions),
             recent_keys={k.key: k.position for k in entry.recent_keys},
         )
+    state.cluster.CopyFrom(message.cluster)
+    state.index = ClusterIndex.rebuild(state.cluster)
     return state
 
 

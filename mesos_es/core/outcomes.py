@@ -35,4 +35,15 @@ class Ignored:
     kind: str
 
 
-Outcome = Appended | Truncated | Rejected | Ignored
+
+
+@dataclass(frozen=True)
+class Applied:
+    """A master event took effect; `effects` is what the leader must now send."""
+
+    effects: tuple = ()
+    # Free-form, deterministic notes for the proposer (e.g. offers dropped as stale).
+    note: str = ""
+
+
+Outcome = Appended | Truncated | Rejected | Ignored | Applied

@@ -10,6 +10,9 @@ from __future__ import annotations
 from array import array
 from dataclasses import dataclass, field
 
+from mesos_es.core.cluster import ClusterIndex
+from mesos_es.pb import state_pb2
+
 
 @dataclass
 class NamedLog:
@@ -34,3 +37,7 @@ class NamedLog:
 class State:
     position: int = 0
     logs: dict[str, NamedLog] = field(default_factory=dict)
+    # Frameworks, agents, offers, tasks, roles (a protobuf message the appliers mutate).
+    cluster: state_pb2.Cluster = field(default_factory=state_pb2.Cluster)
+    # Sums derived from `cluster`; never serialized (see core/cluster.py).
+    index: ClusterIndex = field(default_factory=ClusterIndex)

@@ -65,6 +65,14 @@ class MasterConfig:
     compaction_min_entries: int = 2_000
     compaction_interval_s: float = 60.0
     commit_timeout_s: float = 10.0
+    # Scheduling (Mesos' flag names where it has one).
+    allocation_interval_s: float = 1.0
+    offer_timeout_s: float = 60.0  # 0: offers never time out
+    heartbeat_interval_s: float = 15.0  # scheduler streams
+    agent_ping_timeout_s: float = 5.0
+    max_agent_ping_timeouts: int = 3
+    # How long a new leader waits for known agents to re-register before marking them unreachable.
+    agent_reregister_timeout_s: float = 30.0
 
     def http_address_of(self, raft_address: str | None) -> str | None:
         """The HTTP address of the master with this Raft address, if it is one we know."""

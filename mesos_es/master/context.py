@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from mesos_es.log.archive import Archive
 from mesos_es.log.interface import ReplicatedLog, Role
@@ -16,6 +17,8 @@ class MasterContext:
     log: ReplicatedLog
     replica: Replica
     archive: Archive | None = None
+    # The leader's shell (streams, timers, allocation); set by serve().
+    leader_shell: Any = None
 
     def leader(self) -> str | None:
         """HTTP address of the leader this master knows, or None."""

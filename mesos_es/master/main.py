@@ -18,6 +18,7 @@ from mesos_es.log.raft import RaftConfig, RaftLog
 from mesos_es.master.config import MasterConfig
 from mesos_es.master.context import MasterContext
 from mesos_es.master.http.app import build_app
+from mesos_es.master.leader import Leader
 from mesos_es.master.replica import Replica
 
 log = structlog.get_logger(__name__)
@@ -80,6 +81,7 @@ async def serve(config: MasterConfig, stop: asyncio.Event | None = None) -> None
         await raft_log.start(replica.apply, 0, GENESIS_HASH)
     replica.attach_history(raft_log.sync)
     master = MasterContext(config=config, log=raft_log, replica=replica, archive=raft_log.archive)
+    master.leader_shell = Leader(master)
     runner = web.AppRunner(build_app(master), access_log=None, handle_signals=False,
                            shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT_S)
     await runner.setup()
@@ -90,6 +92,7 @@ async def serve(config: MasterConfig, stop: asyncio.Event | None = None) -> None
         await runner.cleanup()
         await raft_log.stop()
         raise MasterStartError(f"cannot listen on {config.address}: {e.strerror}") from None
+    master.leader_shell.start()
     log.info(
         "master_started", id=config.id, version=__version__, address=config.address,
         raft_address=config.raft_address, peers=[p.http for p in config.peers],
@@ -99,6 +102,7 @@ async def serve(config: MasterConfig, stop: asyncio.Event | None = None) -> None
         await stop.wait()
     finally:
         log.info("master_stopping", id=config.id)
+        await master.leader_shell.stop()
         # The log first: requests waiting for a commit then fail at once (503) instead of
         # holding the HTTP shutdown until their commit timeout.
         await raft_log.stop()

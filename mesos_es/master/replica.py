@@ -44,6 +44,9 @@ class Replica:
         self._snapshot_task: asyncio.Task | None = None
         self._sync_history: Callable[[], Awaitable[None]] | None = None
         self._digest_cache: tuple[int, str] = (-1, "")
+        # Called after each event is folded: (position, event, outcome). The leader's shell
+        # carries out the outcome's effects from here.
+        self.listeners: list[Callable[[int, events_pb2.Event, Outcome], None]] = []
 
     # -- the fold -----------------------------------------------------------------------
 
@@ -55,6 +58,11 @@ class Replica:
             outcome = skip_undecodable(self.state, committed.position)
         else:
             outcome = fold(self.state, committed.position, event)
+            for listener in self.listeners:
+                try:
+                    listener(committed.position, event, outcome)
+                except Exception:
+                    log.error("listener_failed", position=committed.position, exc_info=True)
         self.chain_hash = committed.chain_hash
         if self.snapshot_dir and self.state.position - self._snapshot_position >= self.snapshot_every:
             self._start_snapshot()

@@ -22,19 +22,74 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from mesos_es.pb import mesos_pb2 as mesos__es_dot_pb_dot_mesos__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18mesos_es/pb/events.proto\x12\x0fmesos_es.events\"\x9e\x01\n\x05\x45vent\x12\x14\n\x0ctimestamp_ms\x18\x01 \x01(\x03\x12?\n\x12log_entry_appended\x18\x10 \x01(\x0b\x32!.mesos_es.events.LogEntryAppendedH\x00\x12\x36\n\rlog_truncated\x18\x11 \x01(\x0b\x32\x1d.mesos_es.events.LogTruncatedH\x00\x42\x06\n\x04kind\"F\n\x10LogEntryAppended\x12\x0b\n\x03log\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\"\'\n\x0cLogTruncated\x12\x0b\n\x03log\x18\x01 \x01(\t\x12\n\n\x02to\x18\x02 \x01(\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18mesos_es/pb/events.proto\x12\x0fmesos_es.events\x1a\x17mesos_es/pb/mesos.proto\"\xff\x0c\n\x05\x45vent\x12\x14\n\x0ctimestamp_ms\x18\x01 \x01(\x03\x12?\n\x12log_entry_appended\x18\x10 \x01(\x0b\x32!.mesos_es.events.LogEntryAppendedH\x00\x12\x36\n\rlog_truncated\x18\x11 \x01(\x0b\x32\x1d.mesos_es.events.LogTruncatedH\x00\x12\x38\n\x0emaster_elected\x18  \x01(\x0b\x32\x1e.mesos_es.events.MasterElectedH\x00\x12\x44\n\x14\x66ramework_subscribed\x18! \x01(\x0b\x32$.mesos_es.events.FrameworkSubscribedH\x00\x12H\n\x16\x66ramework_disconnected\x18\" \x01(\x0b\x32&.mesos_es.events.FrameworkDisconnectedH\x00\x12>\n\x11\x66ramework_removed\x18# \x01(\x0b\x32!.mesos_es.events.FrameworkRemovedH\x00\x12\x44\n\x14\x66ramework_suppressed\x18$ \x01(\x0b\x32$.mesos_es.events.FrameworkSuppressedH\x00\x12>\n\x11\x66ramework_revived\x18% \x01(\x0b\x32!.mesos_es.events.FrameworkRevivedH\x00\x12<\n\x10\x61gent_registered\x18& \x01(\x0b\x32 .mesos_es.events.AgentRegisteredH\x00\x12@\n\x12\x61gent_reregistered\x18\' \x01(\x0b\x32\".mesos_es.events.AgentReregisteredH\x00\x12K\n\x18\x61gent_marked_unreachable\x18( \x01(\x0b\x32\'.mesos_es.events.AgentMarkedUnreachableH\x00\x12\x36\n\ragent_removed\x18) \x01(\x0b\x32\x1d.mesos_es.events.AgentRemovedH\x00\x12\x32\n\x0boffers_made\x18* \x01(\x0b\x32\x1b.mesos_es.events.OffersMadeH\x00\x12<\n\x10offers_rescinded\x18+ \x01(\x0b\x32 .mesos_es.events.OffersRescindedH\x00\x12:\n\x0foffers_declined\x18, \x01(\x0b\x32\x1f.mesos_es.events.OffersDeclinedH\x00\x12:\n\x0foffers_accepted\x18- \x01(\x0b\x32\x1f.mesos_es.events.OffersAcceptedH\x00\x12\x41\n\x13task_status_updated\x18. \x01(\x0b\x32\".mesos_es.events.TaskStatusUpdatedH\x00\x12O\n\x1astatus_update_acknowledged\x18/ \x01(\x0b\x32).mesos_es.events.StatusUpdateAcknowledgedH\x00\x12\x41\n\x13task_kill_requested\x18\x30 \x01(\x0b\x32\".mesos_es.events.TaskKillRequestedH\x00\x12M\n\x19\x66ramework_message_relayed\x18\x31 \x01(\x0b\x32(.mesos_es.events.FrameworkMessageRelayedH\x00\x12\x36\n\rquota_updated\x18\x32 \x01(\x0b\x32\x1d.mesos_es.events.QuotaUpdatedH\x00\x12:\n\x0fweights_updated\x18\x33 \x01(\x0b\x32\x1f.mesos_es.events.WeightsUpdatedH\x00\x12@\n\x12resources_reserved\x18\x34 \x01(\x0b\x32\".mesos_es.events.ResourcesReservedH\x00\x12\x44\n\x14resources_unreserved\x18\x35 \x01(\x0b\x32$.mesos_es.events.ResourcesUnreservedH\x00\x12>\n\x11\x66ramework_updated\x18\x36 \x01(\x0b\x32!.mesos_es.events.FrameworkUpdatedH\x00\x42\x06\n\x04kind\"F\n\x10LogEntryAppended\x12\x0b\n\x03log\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\"\'\n\x0cLogTruncated\x12\x0b\n\x03log\x18\x01 \x01(\t\x12\n\n\x02to\x18\x02 \x01(\x04\"-\n\rMasterElected\x12\x0e\n\x06leader\x18\x01 \x01(\t\x12\x0c\n\x04term\x18\x02 \x01(\x04\"x\n\x13\x46rameworkSubscribed\x12\x14\n\x0c\x66ramework_id\x18\x01 \x01(\t\x12\x35\n\x0e\x66ramework_info\x18\x02 \x01(\x0b\x32\x1d.mesos_es.mesos.FrameworkInfo\x12\x14\n\x0cresubscribed\x18\x03 \x01(\x08\"-\n\x15\x46rameworkDisconnected\x12\x14\n\x0c\x66ramework_id\x18\x01 \x01(\t\"8\n\x10\x46rameworkRemoved\x12\x14\n\x0c\x66ramework_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\":\n\x13\x46rameworkSuppressed\x12\x14\n\x0c\x66ramework_id\x18\x01 \x01(\t\x12\r\n\x05roles\x18\x02 \x03(\t\"7\n\x10\x46rameworkRevived\x12\x14\n\x0c\x66ramework_id\x18\x01 \x01(\t\x12\r\n\x05roles\x18\x02 \x03(\t\"R\n\x0f\x41gentRegistered\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12-\n\nagent_info\x18\x02 \x01(\x0b\x32\x19.mesos_es.mesos.AgentInfo\"]\n\nTaskReport\x12\x14\n\x0c\x66ramework_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12(\n\x05state\x18\x03 \x01(\x0e\x32\x19.mesos_es.mesos.TaskState\"\x80\x01\n\x11\x41gentReregistered\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12-\n\nagent_info\x18\x02 \x01(\x0b\x32\x19.mesos_es.mesos.AgentInfo\x12*\n\x05tasks\x18\x03 \x03(\x0b\x32\x1b.mesos_es.events.TaskReport\":\n\x16\x41gentMarkedUnreachable\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"0\n\x0c\x41gentRemoved\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"3\n\nOffersMade\x12%\n\x06offers\x18\x01 \x03(\x0b\x32\x15.mesos_es.mesos.Offer\"4\n\x0fOffersRescinded\x12\x11\n\toffer_ids\x18\x01 \x03(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"Q\n\x0eOffersDeclined\x12\x14\n\x0c\x66ramework_id\x18\x01 \x01(\t\x12\x11\n\toffer_ids\x18\x02 \x03(\t\x12\x16\n\x0erefuse_seconds\x18\x03 \x01(\x01\"\x9a\x01\n\tOperation\x12\x0c\n\x04type\x18\x01 \x01(\t\x12,\n\ntask_infos\x18\x02 \x03(\x0b\x32\x18.mesos_es.mesos.TaskInfo\x12\x15\n\rexecutor_json\x18\x03 \x01(\x0c\x12+\n\tresources\x18\x04 \x03(\x0b\x32\x18.mesos_es.mesos.Resource\x12\r\n\x05\x65rror\x18\x05 \x01(\t\"\x81\x01\n\x0eOffersAccepted\x12\x14\n\x0c\x66ramework_id\x18\x01 \x01(\t\x12\x11\n\toffer_ids\x18\x02 \x03(\t\x12.\n\noperations\x18\x03 \x03(\x0b\x32\x1a.mesos_es.events.Operation\x12\x16\n\x0erefuse_seconds\x18\x04 \x01(\x01\"U\n\x11TaskStatusUpdated\x12\x14\n\x0c\x66ramework_id\x18\x01 \x01(\t\x12*\n\x06status\x18\x02 \x01(\x0b\x32\x1a.mesos_es.mesos.TaskStatus\"a\n\x18StatusUpdateAcknowledged\x12\x14\n\x0c\x66ramework_id\x18\x01 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x02 \x01(\t\x12\x0f\n\x07task_id\x18\x03 \x01(\t\x12\x0c\n\x04uuid\x18\x04 \x01(\x0c\"f\n\x11TaskKillRequested\x12\x14\n\x0c\x66ramework_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x03 \x01(\t\x12\x18\n\x10kill_policy_json\x18\x04 \x01(\x0c\"y\n\x17\x46rameworkMessageRelayed\x12\x14\n\x0c\x66ramework_id\x18\x01 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x02 \x01(\t\x12\x13\n\x0b\x65xecutor_id\x18\x03 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12\x13\n\x0bto_executor\x18\x05 \x01(\x08\"s\n\x0bQuotaConfig\x12\x0c\n\x04role\x18\x01 \x01(\t\x12,\n\nguarantees\x18\x02 \x03(\x0b\x32\x18.mesos_es.mesos.Resource\x12(\n\x06limits\x18\x03 \x03(\x0b\x32\x18.mesos_es.mesos.Resource\"=\n\x0cQuotaUpdated\x12-\n\x07\x63onfigs\x18\x01 \x03(\x0b\x32\x1c.mesos_es.events.QuotaConfig\"*\n\nWeightInfo\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0e\n\x06weight\x18\x02 \x01(\x01\">\n\x0eWeightsUpdated\x12,\n\x07weights\x18\x01 \x03(\x0b\x32\x1b.mesos_es.events.WeightInfo\"R\n\x11ResourcesReserved\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12+\n\tresources\x18\x02 \x03(\x0b\x32\x18.mesos_es.mesos.Resource\"T\n\x13ResourcesUnreserved\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12+\n\tresources\x18\x02 \x03(\x0b\x32\x18.mesos_es.mesos.Resource\"_\n\x10\x46rameworkUpdated\x12\x14\n\x0c\x66ramework_id\x18\x01 \x01(\t\x12\x35\n\x0e\x66ramework_info\x18\x02 \x01(\x0b\x32\x1d.mesos_es.mesos.FrameworkInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mesos_es.pb.events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EVENT']._serialized_start=46
-  _globals['_EVENT']._serialized_end=204
-  _globals['_LOGENTRYAPPENDED']._serialized_start=206
-  _globals['_LOGENTRYAPPENDED']._serialized_end=276
-  _globals['_LOGTRUNCATED']._serialized_start=278
-  _globals['_LOGTRUNCATED']._serialized_end=317
+  _globals['_EVENT']._serialized_start=71
+  _globals['_EVENT']._serialized_end=1734
+  _globals['_LOGENTRYAPPENDED']._serialized_start=1736
+  _globals['_LOGENTRYAPPENDED']._serialized_end=1806
+  _globals['_LOGTRUNCATED']._serialized_start=1808
+  _globals['_LOGTRUNCATED']._serialized_end=1847
+  _globals['_MASTERELECTED']._serialized_start=1849
+  _globals['_MASTERELECTED']._serialized_end=1894
+  _globals['_FRAMEWORKSUBSCRIBED']._serialized_start=1896
+  _globals['_FRAMEWORKSUBSCRIBED']._serialized_end=2016
+  _globals['_FRAMEWORKDISCONNECTED']._serialized_start=2018
+  _globals['_FRAMEWORKDISCONNECTED']._serialized_end=2063
+  _globals['_FRAMEWORKREMOVED']._serialized_start=2065
+  _globals['_FRAMEWORKREMOVED']._serialized_end=2121
+  _globals['_FRAMEWORKSUPPRESSED']._serialized_start=2123
+  _globals['_FRAMEWORKSUPPRESSED']._serialized_end=2181
+  _globals['_FRAMEWORKREVIVED']._serialized_start=2183
+  _globals['_FRAMEWORKREVIVED']._serialized_end=2238
+  _globals['_AGENTREGISTERED']._serialized_start=2240
+  _globals['_AGENTREGISTERED']._serialized_end=2322
+  _globals['_TASKREPORT']._serialized_start=2324
+  _globals['_TASKREPORT']._serialized_end=2417
+  _globals['_AGENTREREGISTERED']._serialized_start=2420
+  _globals['_AGENTREREGISTERED']._serialized_end=2548
+  _globals['_AGENTMARKEDUNREACHABLE']._serialized_start=2550
+  _globals['_AGENTMARKEDUNREACHABLE']._serialized_end=2608
+  _globals['_AGENTREMOVED']._serialized_start=2610
+  _globals['_AGENTREMOVED']._serialized_end=2658
+  _globals['_OFFERSMADE']._serialized_start=2660
+  _globals['_OFFERSMADE']._serialized_end=2711
+  _globals['_OFFERSRESCINDED']._serialized_start=2713
+  _globals['_OFFERSRESCINDED']._serialized_end=2765
+  _globals['_OFFERSDECLINED']._serialized_start=2767
+  _globals['_OFFERSDECLINED']._serialized_end=2848
+  _globals['_OPERATION']._serialized_start=2851
+  _globals['_OPERATION']._serialized_end=3005
+  _globals['_OFFERSACCEPTED']._serialized_start=3008
+  _globals['_OFFERSACCEPTED']._serialized_end=3137
+  _globals['_TASKSTATUSUPDATED']._serialized_start=3139
+  _globals['_TASKSTATUSUPDATED']._serialized_end=3224
+  _globals['_STATUSUPDATEACKNOWLEDGED']._serialized_start=3226
+  _globals['_STATUSUPDATEACKNOWLEDGED']._serialized_end=3323
+  _globals['_TASKKILLREQUESTED']._serialized_start=3325
+  _globals['_TASKKILLREQUESTED']._serialized_end=3427
+  _globals['_FRAMEWORKMESSAGERELAYED']._serialized_start=3429
+  _globals['_FRAMEWORKMESSAGERELAYED']._serialized_end=3550
+  _globals['_QUOTACONFIG']._serialized_start=3552
+  _globals['_QUOTACONFIG']._serialized_end=3667
+  _globals['_QUOTAUPDATED']._serialized_start=3669
+  _globals['_QUOTAUPDATED']._serialized_end=3730
+  _globals['_WEIGHTINFO']._serialized_start=3732
+  _globals['_WEIGHTINFO']._serialized_end=3774
+  _globals['_WEIGHTSUPDATED']._serialized_start=3776
+  _globals['_WEIGHTSUPDATED']._serialized_end=3838
+  _globals['_RESOURCESRESERVED']._serialized_start=3840
+  _globals['_RESOURCESRESERVED']._serialized_end=3922
+  _globals['_RESOURCESUNRESERVED']._serialized_start=3924
+  _globals['_RESOURCESUNRESERVED']._serialized_end=4008
+  _globals['_FRAMEWORKUPDATED']._serialized_start=4010
+  _globals['_FRAMEWORKUPDATED']._serialized_end=4105
 # @@protoc_insertion_point(module_scope)

@@ -22,21 +22,54 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from mesos_es.pb import mesos_pb2 as mesos__es_dot_pb_dot_mesos__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17mesos_es/pb/state.proto\x12\x0emesos_es.state\"A\n\x05State\x12\x10\n\x08position\x18\x01 \x01(\x04\x12&\n\x04logs\x18\x02 \x03(\x0b\x32\x18.mesos_es.state.NamedLog\"\x87\x01\n\x08NamedLog\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tbeginning\x18\x02 \x01(\x04\x12\x0e\n\x06\x65nding\x18\x03 \x01(\x04\x12\x15\n\rlog_positions\x18\x04 \x03(\x04\x12\x33\n\x0brecent_keys\x18\x05 \x03(\x0b\x32\x1e.mesos_es.state.IdempotencyKey\"/\n\x0eIdempotencyKey\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x10\n\x08position\x18\x02 \x01(\x04\"I\n\rStateSnapshot\x12$\n\x05state\x18\x01 \x01(\x0b\x32\x15.mesos_es.state.State\x12\x12\n\nchain_hash\x18\x02 \x01(\x0c\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17mesos_es/pb/state.proto\x12\x0emesos_es.state\x1a\x17mesos_es/pb/mesos.proto\"k\n\x05State\x12\x10\n\x08position\x18\x01 \x01(\x04\x12&\n\x04logs\x18\x02 \x03(\x0b\x32\x18.mesos_es.state.NamedLog\x12(\n\x07\x63luster\x18\x03 \x01(\x0b\x32\x17.mesos_es.state.Cluster\"\x9c\x05\n\x07\x43luster\x12;\n\nframeworks\x18\x01 \x03(\x0b\x32\'.mesos_es.state.Cluster.FrameworksEntry\x12\x33\n\x06\x61gents\x18\x02 \x03(\x0b\x32#.mesos_es.state.Cluster.AgentsEntry\x12\x33\n\x06offers\x18\x03 \x03(\x0b\x32#.mesos_es.state.Cluster.OffersEntry\x12\x31\n\x05roles\x18\x04 \x03(\x0b\x32\".mesos_es.state.Cluster.RolesEntry\x12\'\n\x07\x66ilters\x18\x05 \x03(\x0b\x32\x16.mesos_es.state.Filter\x12\x0e\n\x06leader\x18\x06 \x01(\t\x12\x13\n\x0bleader_term\x18\x07 \x01(\x04\x12\x17\n\x0fleader_since_ms\x18\x08 \x01(\x03\x12\x1a\n\x12removed_frameworks\x18\t \x03(\t\x12\x16\n\x0eremoved_agents\x18\n \x03(\t\x1aL\n\x0f\x46rameworksEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12(\n\x05value\x18\x02 \x01(\x0b\x32\x19.mesos_es.state.Framework:\x02\x38\x01\x1a\x44\n\x0b\x41gentsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12$\n\x05value\x18\x02 \x01(\x0b\x32\x15.mesos_es.state.Agent:\x02\x38\x01\x1a\x44\n\x0bOffersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12$\n\x05value\x18\x02 \x01(\x0b\x32\x15.mesos_es.mesos.Offer:\x02\x38\x01\x1a\x42\n\nRolesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12#\n\x05value\x18\x02 \x01(\x0b\x32\x14.mesos_es.state.Role:\x02\x38\x01\"\xcf\x02\n\tFramework\x12\n\n\x02id\x18\x01 \x01(\t\x12+\n\x04info\x18\x02 \x01(\x0b\x32\x1d.mesos_es.mesos.FrameworkInfo\x12\x11\n\tconnected\x18\x03 \x01(\x08\x12\x18\n\x10registered_at_ms\x18\x04 \x01(\x03\x12\x1a\n\x12\x64isconnected_at_ms\x18\x05 \x01(\x03\x12\x18\n\x10suppressed_roles\x18\x06 \x03(\t\x12\x33\n\x05tasks\x18\x07 \x03(\x0b\x32$.mesos_es.state.Framework.TasksEntry\x12-\n\x0f\x63ompleted_tasks\x18\x08 \x03(\x0b\x32\x14.mesos_es.state.Task\x1a\x42\n\nTasksEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12#\n\x05value\x18\x02 \x01(\x0b\x32\x14.mesos_es.state.Task:\x02\x38\x01\"\x84\x01\n\x05\x41gent\x12\n\n\x02id\x18\x01 \x01(\t\x12\'\n\x04info\x18\x02 \x01(\x0b\x32\x19.mesos_es.mesos.AgentInfo\x12\x11\n\treachable\x18\x03 \x01(\x08\x12\x18\n\x10registered_at_ms\x18\x04 \x01(\x03\x12\x19\n\x11unreachable_at_ms\x18\x05 \x01(\x03\"\xfb\x01\n\x04Task\x12&\n\x04info\x18\x01 \x01(\x0b\x32\x18.mesos_es.mesos.TaskInfo\x12\x14\n\x0c\x66ramework_id\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12(\n\x05state\x18\x04 \x01(\x0e\x32\x19.mesos_es.mesos.TaskState\x12\x31\n\rlatest_status\x18\x05 \x01(\x0b\x32\x1a.mesos_es.mesos.TaskStatus\x12\x32\n\x0eunacknowledged\x18\x06 \x03(\x0b\x32\x1a.mesos_es.mesos.TaskStatus\x12\x16\n\x0elaunched_at_ms\x18\x07 \x01(\x03\"\x88\x01\n\x04Role\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06weight\x18\x02 \x01(\x01\x12\x32\n\x10quota_guarantees\x18\x03 \x03(\x0b\x32\x18.mesos_es.mesos.Resource\x12.\n\x0cquota_limits\x18\x04 \x03(\x0b\x32\x18.mesos_es.mesos.Resource\"q\n\x06\x46ilter\x12\x14\n\x0c\x66ramework_id\x18\x01 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x02 \x01(\t\x12\x12\n\nexpires_ms\x18\x03 \x01(\x03\x12+\n\tresources\x18\x04 \x03(\x0b\x32\x18.mesos_es.mesos.Resource\"\x87\x01\n\x08NamedLog\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tbeginning\x18\x02 \x01(\x04\x12\x0e\n\x06\x65nding\x18\x03 \x01(\x04\x12\x15\n\rlog_positions\x18\x04 \x03(\x04\x12\x33\n\x0brecent_keys\x18\x05 \x03(\x0b\x32\x1e.mesos_es.state.IdempotencyKey\"/\n\x0eIdempotencyKey\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x10\n\x08position\x18\x02 \x01(\x04\"I\n\rStateSnapshot\x12$\n\x05state\x18\x01 \x01(\x0b\x32\x15.mesos_es.state.State\x12\x12\n\nchain_hash\x18\x02 \x01(\x0c\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mesos_es.pb.state_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_STATE']._serialized_start=43
-  _globals['_STATE']._serialized_end=108
-  _globals['_NAMEDLOG']._serialized_start=111
-  _globals['_NAMEDLOG']._serialized_end=246
-  _globals['_IDEMPOTENCYKEY']._serialized_start=248
-  _globals['_IDEMPOTENCYKEY']._serialized_end=295
-  _globals['_STATESNAPSHOT']._serialized_start=297
-  _globals['_STATESNAPSHOT']._serialized_end=370
+  _globals['_CLUSTER_FRAMEWORKSENTRY']._loaded_options = None
+  _globals['_CLUSTER_FRAMEWORKSENTRY']._serialized_options = b'8\001'
+  _globals['_CLUSTER_AGENTSENTRY']._loaded_options = None
+  _globals['_CLUSTER_AGENTSENTRY']._serialized_options = b'8\001'
+  _globals['_CLUSTER_OFFERSENTRY']._loaded_options = None
+  _globals['_CLUSTER_OFFERSENTRY']._serialized_options = b'8\001'
+  _globals['_CLUSTER_ROLESENTRY']._loaded_options = None
+  _globals['_CLUSTER_ROLESENTRY']._serialized_options = b'8\001'
+  _globals['_FRAMEWORK_TASKSENTRY']._loaded_options = None
+  _globals['_FRAMEWORK_TASKSENTRY']._serialized_options = b'8\001'
+  _globals['_STATE']._serialized_start=68
+  _globals['_STATE']._serialized_end=175
+  _globals['_CLUSTER']._serialized_start=178
+  _globals['_CLUSTER']._serialized_end=846
+  _globals['_CLUSTER_FRAMEWORKSENTRY']._serialized_start=562
+  _globals['_CLUSTER_FRAMEWORKSENTRY']._serialized_end=638
+  _globals['_CLUSTER_AGENTSENTRY']._serialized_start=640
+  _globals['_CLUSTER_AGENTSENTRY']._serialized_end=708
+  _globals['_CLUSTER_OFFERSENTRY']._serialized_start=710
+  _globals['_CLUSTER_OFFERSENTRY']._serialized_end=778
+  _globals['_CLUSTER_ROLESENTRY']._serialized_start=780
+  _globals['_CLUSTER_ROLESENTRY']._serialized_end=846
+  _globals['_FRAMEWORK']._serialized_start=849
+  _globals['_FRAMEWORK']._serialized_end=1184
+  _globals['_FRAMEWORK_TASKSENTRY']._serialized_start=1118
+  _globals['_FRAMEWORK_TASKSENTRY']._serialized_end=1184
+  _globals['_AGENT']._serialized_start=1187
+  _globals['_AGENT']._serialized_end=1319
+  _globals['_TASK']._serialized_start=1322
+  _globals['_TASK']._serialized_end=1573
+  _globals['_ROLE']._serialized_start=1576
+  _globals['_ROLE']._serialized_end=1712
+  _globals['_FILTER']._serialized_start=1714
+  _globals['_FILTER']._serialized_end=1827
+  _globals['_NAMEDLOG']._serialized_start=1830
+  _globals['_NAMEDLOG']._serialized_end=1965
+  _globals['_IDEMPOTENCYKEY']._serialized_start=1967
+  _globals['_IDEMPOTENCYKEY']._serialized_end=2014
+  _globals['_STATESNAPSHOT']._serialized_start=2016
+  _globals['_STATESNAPSHOT']._serialized_end=2089
 # @@protoc_insertion_point(module_scope)

@@ -12,6 +12,7 @@ from mesos_es.log.memory import MemoryCluster
 from mesos_es.master.config import MasterConfig, Peer
 from mesos_es.master.context import MasterContext
 from mesos_es.master.http.app import build_app
+from mesos_es.master.leader import Leader
 from mesos_es.master.replica import Replica
 from tests.support.ports import free_port_block
 
@@ -39,6 +40,8 @@ class InProcessMasters:
             log = self.cluster.replicas[peer.raft]
             await log.start(replica.apply)
             context = MasterContext(config=config, log=log, replica=replica)
+            context.leader_shell = Leader(context)
+            context.leader_shell.start()
             app = build_app(context)
             for middleware in self.extra_middlewares.get(i, []):
                 app.middlewares.append(middleware)
@@ -57,5 +60,7 @@ class InProcessMasters:
         return f"http://{self.addresses[index]}{path}"
 
     async def stop(self) -> None:
+        for context in self.contexts:
+            await context.leader_shell.stop()
         for runner in self.runners:
             await runner.cleanup()

@@ -1,0 +1,766 @@
+"""The master's cluster state: one applier per master event, and a derived index.
+
+`state.cluster` is a protobuf message (frameworks, agents, offers, tasks, roles, filters)
+that the appliers mutate in place; its deterministic serialization is what the digest
+hashes. `ClusterIndex` holds sums the appliers would otherwise recompute (what each agent
+has in use or on offer, what each framework holds per role); it is never serialized and
+`ClusterIndex.rebuild` recomputes it from the message, which the property tests compare
+with the incrementally maintained one.
+
+Rules (see mesos_es/core/apply.py): no clock but `event.timestamp_ms`, no randomness, ids
+come from the event, and a stale or conflicting event is a deterministic `Rejected`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from mesos_es.core import effects as fx
+from mesos_es.core.convert import TERMINAL_STATES, resources_from_proto, resources_to_proto
+from mesos_es.core.outcomes import Applied, Outcome, Rejected
+from mesos_es.core.resources import EMPTY, Reservation, ResourceError, Resources
+from mesos_es.pb import events_pb2, mesos_pb2, state_pb2
+
+MAX_REFUSE_SECONDS = 365 * 24 * 3600
+DEFAULT_REFUSE_SECONDS = 5.0
+COMPLETED_TASKS_KEPT = 100
+REMOVED_IDS_KEPT = 1000
+
+S = mesos_pb2  # task states, briefly
+
+# Legal transitions of a task's state (Mesos' task state diagram). Terminal states go nowhere;
+# UNREACHABLE may come back when its agent re-registers.
+_ACTIVE = {S.TASK_STAGING, S.TASK_STARTING, S.TASK_RUNNING, S.TASK_KILLING, S.TASK_UNREACHABLE}
+
+
+def legal_transition(old: int, new: int) -> bool:
+    if old in TERMINAL_STATES:
+        return False
+    if new == S.TASK_STAGING:
+        return False
+    if old == S.TASK_RUNNING and new == S.TASK_STARTING:
+        return False
+    return True
+
+
+@dataclass
+class ClusterIndex:
+    """Derived sums; rebuilt from the message after a snapshot, kept up to date by appliers."""
+
+    agent_total: dict[str, Resources] = field(default_factory=dict)
+    agent_used: dict[str, Resources] = field(default_factory=lambda: defaultdict(Resources))
+    agent_offered: dict[str, Resources] = field(default_factory=lambda: defaultdict(Resources))
+    # framework -> role -> resources held (active tasks and outstanding offers)
+    allocated: dict[str, dict[str, Resources]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(Resources)))
+    # agent -> {(framework, task)} of its active tasks
+    agent_tasks: dict[str, set[tuple[str, str]]] = field(default_factory=lambda: defaultdict(set))
+    # (framework, agent) pairs with an outstanding offer
+    offered_pairs: set[tuple[str, str]] = field(default_factory=set)
+    # resources by task key, so a release does not re-parse the protobuf
+    task_resources: dict[tuple[str, str], Resources] = field(default_factory=dict)
+
+    def available(self, agent_id: str) -> Resources:
+        return self.agent_total.get(agent_id, EMPTY) - self.agent_used[agent_id] - self.agent_offered[agent_id]
+
+    @classmethod
+    def rebuild(cls, cluster: state_pb2.Cluster) -> ClusterIndex:
+        index = cls()
+        for agent_id, agent in cluster.agents.items():
+            index.agent_total[agent_id] = resources_from_proto(agent.info.resources)
+        for framework_id, framework in cluster.frameworks.items():
+            for task_id, task in framework.tasks.items():
+                if task.state not in TERMINAL_STATES:
+                    index.hold_task(framework_id, task_id, task.info.agent_id, task.role,
+                                    resources_from_proto(task.info.resources))
+        for offer in cluster.offers.values():
+            index.hold_offer(offer, resources_from_proto(offer.resources))
+        return index
+
+    def snapshot(self) -> tuple:
+        """A comparable form (for tests): drop empty entries."""
+        def clean(d):
+            return {k: v for k, v in d.items() if v}
+        return (
+            dict(self.agent_total), clean(self.agent_used), clean(self.agent_offered),
+            {f: clean(r) for f, r in self.allocated.items() if clean(r)}, clean(self.agent_tasks),
+            set(self.offered_pairs), dict(self.task_resources),
+        )
+
+    # -- bookkeeping used by the appliers ---------------------------------------------------
+    def hold_task(self, framework_id, task_id, agent_id, role, resources: Resources) -> None:
+        self.agent_used[agent_id] = self.agent_used[agent_id] + resources
+        self.allocated[framework_id][role] = self.allocated[framework_id][role] + resources
+        self.agent_tasks[agent_id].add((framework_id, task_id))
+        self.task_resources[(framework_id, task_id)] = resources
+
+    def release_task(self, framework_id, task_id, agent_id, role) -> None:
+        resources = self.task_resources.pop((framework_id, task_id), None)
+        if resources is None:
+            return
+        self.agent_used[agent_id] = self.agent_used[agent_id] - resources
+        self.allocated[framework_id][role] = self.allocated[framework_id][role] - resources
+        self.agent_tasks[agent_id].discard((framework_id, task_id))
+
+    def hold_offer(self, offer: mesos_pb2.Offer, resources: Resources) -> None:
+        self.agent_offered[offer.agent_id] = self.agent_offered[offer.agent_id] + resources
+        self.allocated[offer.framework_id][offer.role] = self.allocated[offer.framework_id][offer.role] + resources
+        self.offered_pairs.add((offer.framework_id, offer.agent_id))
+
+    def release_offer(self, offer: mesos_pb2.Offer) -> Resources:
+        resources = resources_from_proto(offer.resources)
+        self.agent_offered[offer.agent_id] = self.agent_offered[offer.agent_id] - resources
+        self.allocated[offer.framework_id][offer.role] = self.allocated[offer.framework_id][offer.role] - resources
+        self.offered_pairs.discard((offer.framework_id, offer.agent_id))
+        return resources
+
+
+# -- helpers --------------------------------------------------------------------------------------
+
+def _master_status(task_id: str, agent_id: str, state: int, reason: str, message: str, ts_ms: int,
+                   executor_id: str = "") -> mesos_pb2.TaskStatus:
+    """A status update the master generates itself (no uuid: nothing to acknowledge)."""
+    return mesos_pb2.TaskStatus(task_id=task_id, state=state, source="SOURCE_MASTER", reason=reason,
+                                message=message, timestamp=ts_ms / 1000, agent_id=agent_id, executor_id=executor_id)
+
+
+def _remove_offer(state, offer_id: str) -> mesos_pb2.Offer | None:
+    cluster = state.cluster
+    if offer_id not in cluster.offers:
+        return None
+    offer = mesos_pb2.Offer()
+    offer.CopyFrom(cluster.offers[offer_id])
+    del cluster.offers[offer_id]
+    state.index.release_offer(offer)
+    return offer
+
+
+def _rescind_where(state, predicate) -> list[fx.Effect]:
+    out = []
+    for offer_id in sorted(state.cluster.offers):
+        offer = state.cluster.offers[offer_id]
+        if predicate(offer):
+            _remove_offer(state, offer_id)
+            out.append(fx.RescindOffer(offer.framework_id, offer_id))
+    return out
+
+
+def _set_filters(cluster: state_pb2.Cluster, filters: list[state_pb2.Filter]) -> None:
+    filters.sort(key=lambda f: (f.framework_id, f.agent_id, f.expires_ms))
+    del cluster.filters[:]
+    cluster.filters.extend(filters)
+
+
+def _add_filter(state, framework_id: str, agent_id: str, resources: Resources, refuse_seconds: float,
+                ts_ms: int) -> None:
+    refuse = min(refuse_seconds, MAX_REFUSE_SECONDS)
+    if refuse <= 0 or not resources:
+        return
+    kept = [f for f in state.cluster.filters if f.expires_ms > ts_ms]  # expired ones go on the way
+    kept.append(state_pb2.Filter(framework_id=framework_id, agent_id=agent_id,
+                                 expires_ms=ts_ms + int(refuse * 1000), resources=resources_to_proto(resources)))
+    _set_filters(state.cluster, kept)
+
+
+def _push_bounded(repeated, item, bound: int) -> None:
+    repeated.append(item)
+    if len(repeated) > bound:
+        del repeated[: len(repeated) - bound]
+
+
+def _finish_task(state, framework: state_pb2.Framework, task_id: str) -> None:
+    """Move an acknowledged terminal task to the framework's completed list."""
+    task = framework.tasks[task_id]
+    completed = state_pb2.Task()
+    completed.CopyFrom(task)
+    del framework.tasks[task_id]
+    framework.completed_tasks.append(completed)
+    if len(framework.completed_tasks) > COMPLETED_TASKS_KEPT:
+        del framework.completed_tasks[: len(framework.completed_tasks) - COMPLETED_TASKS_KEPT]
+
+
+def _transition(state, framework: state_pb2.Framework, task: state_pb2.Task, status: mesos_pb2.TaskStatus,
+                track_ack: bool) -> None:
+    """Record a new status; release resources on a terminal state."""
+    task.state = status.state
+    task.latest_status.CopyFrom(status)
+    if track_ack and status.uuid:
+        task.unacknowledged.append(status)
+    if status.state in TERMINAL_STATES:
+        state.index.release_task(framework.id, task.info.task_id, task.info.agent_id, task.role)
+        if not task.unacknowledged:
+            _finish_task(state, framework, task.info.task_id)
+
+
+def _partition_aware(framework: state_pb2.Framework) -> bool:
+    return "PARTITION_AWARE" in framework.info.capabilities
+
+
+def _lose_agent_tasks(state, agent_id: str, ts_ms: int, unreachable: bool, message: str) -> list[fx.Effect]:
+    effects: list[fx.Effect] = []
+    for framework_id, task_id in sorted(state.index.agent_tasks.get(agent_id, ())):
+        framework = state.cluster.frameworks.get(framework_id)
+        if framework is None or task_id not in framework.tasks:
+            continue
+        task = framework.tasks[task_id]
+        if task.state == S.TASK_UNREACHABLE:
+            continue
+        if unreachable and _partition_aware(framework):
+            new_state, reason = S.TASK_UNREACHABLE, "REASON_AGENT_UNREACHABLE"
+        else:
+            new_state, reason = S.TASK_LOST, "REASON_AGENT_REMOVED" if not unreachable else "REASON_AGENT_UNREACHABLE"
+        status = _master_status(task_id, agent_id, new_state, reason, message, ts_ms, task.info.executor_id)
+        if new_state == S.TASK_UNREACHABLE:
+            task.state = new_state
+            task.latest_status.CopyFrom(status)
+        else:
+            _transition(state, framework, task, status, track_ack=False)
+        effects.append(fx.ForwardUpdate(framework_id, status))
+    return effects
+
+
+# -- appliers ---------------------------------------------------------------------------------------
+
+def apply_master_elected(state, position: int, event: events_pb2.Event) -> Outcome:
+    e = event.master_elected
+    cluster = state.cluster
+    cluster.leader, cluster.leader_term, cluster.leader_since_ms = e.leader, e.term, event.timestamp_ms
+    # The previous leader's streams are gone: frameworks must re-subscribe (their failover
+    # timeouts run from here), and the offers it made are void.
+    for framework_id in sorted(cluster.frameworks):
+        framework = cluster.frameworks[framework_id]
+        if framework.connected:
+            framework.connected = False
+            framework.disconnected_at_ms = event.timestamp_ms
+    effects = _rescind_where(state, lambda offer: True)
+    return Applied(tuple(effects), note=f"{len(effects)} offers rescinded")
+
+
+def apply_framework_subscribed(state, position: int, event: events_pb2.Event) -> Outcome:
+    e = event.framework_subscribed
+    cluster = state.cluster
+    if not e.framework_id:
+        return Rejected("framework_id is required")
+    if e.framework_id in cluster.removed_frameworks:
+        return Rejected(f"framework {e.framework_id} was removed")
+    framework = cluster.frameworks.get(e.framework_id)
+    effects: list[fx.Effect] = []
+    if framework is None:
+        framework = cluster.frameworks[e.framework_id]
+        framework.id = e.framework_id
+        framework.registered_at_ms = event.timestamp_ms
+    else:
+        # A failover voids the offers made to the previous connection.
+        effects = _rescind_where(state, lambda offer: offer.framework_id == e.framework_id)
+    framework.info.CopyFrom(e.framework_info)
+    framework.connected = True
+    framework.disconnected_at_ms = 0
+    kept_roles = set(framework.info.roles)
+    suppressed = [r for r in framework.suppressed_roles if r in kept_roles]
+    del framework.suppressed_roles[:]
+    framework.suppressed_roles.extend(sorted(suppressed))
+    # Updates not yet acknowledged are sent again on the new stream (by the leader's shell).
+    return Applied(tuple(effects))
+
+
+def apply_framework_updated(state, position: int, event: events_pb2.Event) -> Outcome:
+    e = event.framework_updated
+    framework = state.cluster.frameworks.get(e.framework_id)
+    if framework is None:
+        return Rejected("unknown framework")
+    roles = set(e.framework_info.roles)
+    effects = _rescind_where(state, lambda o: o.framework_id == e.framework_id and o.role not in roles)
+    framework.info.CopyFrom(e.framework_info)
+    suppressed = [r for r in framework.suppressed_roles if r in roles]
+    del framework.suppressed_roles[:]
+    framework.suppressed_roles.extend(suppressed)
+    return Applied(tuple(effects))
+
+
+def apply_framework_disconnected(state, position: int, event: events_pb2.Event) -> Outcome:
+    framework = state.cluster.frameworks.get(event.framework_disconnected.framework_id)
+    if framework is None:
+        return Rejected("unknown framework")
+    if not framework.connected:
+        return Rejected("framework is not connected")
+    framework.connected = False
+    framework.disconnected_at_ms = event.timestamp_ms
+    effects = _rescind_where(state, lambda offer: offer.framework_id == framework.id)
+    return Applied(tuple(effects))
+
+
+def apply_framework_removed(state, position: int, event: events_pb2.Event) -> Outcome:
+    e = event.framework_removed
+    cluster = state.cluster
+    framework = cluster.frameworks.get(e.framework_id)
+    if framework is None:
+        return Rejected("unknown framework")
+    effects: list[fx.Effect] = []
+    _rescind_where(state, lambda offer: offer.framework_id == e.framework_id)  # nobody to tell
+    agents = set()
+    for task_id in sorted(framework.tasks):
+        task = framework.tasks[task_id]
+        if task.state not in TERMINAL_STATES:
+            state.index.release_task(e.framework_id, task_id, task.info.agent_id, task.role)
+            agents.add(task.info.agent_id)
+    effects.extend(fx.ShutdownFramework(agent_id, e.framework_id) for agent_id in sorted(agents))
+    effects.append(fx.FrameworkGone(e.framework_id, f"framework removed: {e.reason}"))
+    del cluster.frameworks[e.framework_id]
+    state.index.allocated.pop(e.framework_id, None)
+    _set_filters(cluster, [f for f in cluster.filters if f.framework_id != e.framework_id])
+    _push_bounded(cluster.removed_frameworks, e.framework_id, REMOVED_IDS_KEPT)
+    return Applied(tuple(effects))
+
+
+def _roles_or_all(framework: state_pb2.Framework, roles) -> set[str]:
+    return set(roles) if roles else set(framework.info.roles)
+
+
+def apply_framework_suppressed(state, position: int, event: events_pb2.Event) -> Outcome:
+    e = event.framework_suppressed
+    framework = state.cluster.frameworks.get(e.framework_id)
+    if framework is None:
+        return Rejected("unknown framework")
+    roles = set(framework.suppressed_roles) | (_roles_or_all(framework, e.roles) & set(framework.info.roles))
+    del framework.suppressed_roles[:]
+    framework.suppressed_roles.extend(sorted(roles))
+    return Applied()
+
+
+def apply_framework_revived(state, position: int, event: events_pb2.Event) -> Outcome:
+    e = event.framework_revived
+    cluster = state.cluster
+    framework = cluster.frameworks.get(e.framework_id)
+    if framework is None:
+        return Rejected("unknown framework")
+    roles = set(framework.suppressed_roles) - _roles_or_all(framework, e.roles)
+    del framework.suppressed_roles[:]
+    framework.suppressed_roles.extend(sorted(roles))
+    _set_filters(cluster, [f for f in cluster.filters if f.framework_id != e.framework_id])
+    return Applied()
+
+
+def apply_agent_registered(state, position: int, event: events_pb2.Event) -> Outcome:
+    e = event.agent_registered
+    cluster = state.cluster
+    if not e.agent_id or e.agent_id in cluster.agents or e.agent_id in cluster.removed_agents:
+        return Rejected(f"agent id {e.agent_id!r} is taken")
+    agent = cluster.agents[e.agent_id]
+    agent.id = e.agent_id
+    agent.info.CopyFrom(e.agent_info)
+    agent.reachable = True
+    agent.registered_at_ms = event.timestamp_ms
+    state.index.agent_total[e.agent_id] = resources_from_proto(e.agent_info.resources)
+    return Applied()
+
+
+def apply_agent_reregistered(state, position: int, event: events_pb2.Event) -> Outcome:
+    e = event.agent_reregistered
+    cluster = state.cluster
+    if e.agent_id in cluster.removed_agents:
+        return Rejected(f"agent {e.agent_id} was removed")
+    index = state.index
+    new_total = resources_from_proto(e.agent_info.resources)
+    if not new_total.contains(index.agent_used[e.agent_id]):
+        return Rejected("the agent's resources no longer cover its tasks")
+    effects: list[fx.Effect] = _rescind_where(state, lambda offer: offer.agent_id == e.agent_id)
+    agent = cluster.agents[e.agent_id]
+    if not agent.id:
+        agent.id = e.agent_id
+        agent.registered_at_ms = event.timestamp_ms
+    agent.info.CopyFrom(e.agent_info)
+    agent.reachable = True
+    agent.unreachable_at_ms = 0
+    index.agent_total[e.agent_id] = new_total
+
+    reported = {(t.framework_id, t.task_id): t for t in e.tasks}
+    known = set(index.agent_tasks.get(e.agent_id, ()))
+    for key in sorted(reported):
+        framework_id, task_id = key
+        framework = cluster.frameworks.get(framework_id)
+        task = framework.tasks.get(task_id) if framework is not None else None
+        if task is None or task.state in TERMINAL_STATES:
+            effects.append(fx.KillTask(e.agent_id, framework_id, task_id))  # unknown to the master
+            continue
+        if task.state == S.TASK_UNREACHABLE and reported[key].state != S.TASK_UNREACHABLE:
+            # Back from a partition: the framework hears the task's state again.
+            status = _master_status(task_id, e.agent_id, reported[key].state, "REASON_AGENT_REREGISTERED",
+                                    "agent re-registered", event.timestamp_ms, task.info.executor_id)
+            task.state = reported[key].state
+            task.latest_status.CopyFrom(status)
+            effects.append(fx.ForwardUpdate(framework_id, status))
+    for framework_id, task_id in sorted(known - set(reported)):
+        framework = cluster.frameworks[framework_id]
+        task = framework.tasks[task_id]
+        if task.state == S.TASK_STAGING:
+            continue  # the launch may still be on its way to the agent
+        gone = S.TASK_GONE if _partition_aware(framework) else S.TASK_LOST
+        status = _master_status(task_id, e.agent_id, gone, "REASON_RECONCILIATION",
+                                "task unknown to the agent after it re-registered", event.timestamp_ms,
+                                task.info.executor_id)
+        _transition(state, framework, task, status, track_ack=False)
+        effects.append(fx.ForwardUpdate(framework_id, status))
+    return Applied(tuple(effects))
+
+
+def apply_agent_marked_unreachable(state, position: int, event: events_pb2.Event) -> Outcome:
+    e = event.agent_marked_unreachable
+    agent = state.cluster.agents.get(e.agent_id)
+    if agent is None:
+        return Rejected("unknown agent")
+    if not agent.reachable:
+        return Rejected("agent is already unreachable")
+    agent.reachable = False
+    agent.unreachable_at_ms = event.timestamp_ms
+    effects = _rescind_where(state, lambda offer: offer.agent_id == e.agent_id)
+    effects += _lose_agent_tasks(state, e.agent_id, event.timestamp_ms, unreachable=True,
+                                 message=e.reason or "agent unreachable")
+    return Applied(tuple(effects))
+
+
+def apply_agent_removed(state, position: int, event: events_pb2.Event) -> Outcome:
+    e = event.agent_removed
+    cluster = state.cluster
+    if e.agent_id not in cluster.agents:
+        return Rejected("unknown agent")
+    effects = _rescind_where(state, lambda offer: offer.agent_id == e.agent_id)
+    for framework_id, task_id in sorted(state.index.agent_tasks.get(e.agent_id, ())):
+        framework = cluster.frameworks[framework_id]
+        task = framework.tasks[task_id]
+        status = _master_status(task_id, e.agent_id, S.TASK_LOST if not _partition_aware(framework) else S.TASK_GONE,
+                                "REASON_AGENT_REMOVED", e.reason or "agent removed", event.timestamp_ms,
+                                task.info.executor_id)
+        _transition(state, framework, task, status, track_ack=False)
+        effects.append(fx.ForwardUpdate(framework_id, status))
+    del cluster.agents[e.agent_id]
+    state.index.agent_total.pop(e.agent_id, None)
+    state.index.agent_tasks.pop(e.agent_id, None)
+    _push_bounded(cluster.removed_agents, e.agent_id, REMOVED_IDS_KEPT)
+    return Applied(tuple(effects))
+
+
+def apply_offers_made(state, position: int, event: events_pb2.Event) -> Outcome:
+    cluster, index = state.cluster, state.index
+    sent: dict[str, list[str]] = defaultdict(list)
+    stale = 0
+    for offer in event.offers_made.offers:
+        framework = cluster.frameworks.get(offer.framework_id)
+        agent = cluster.agents.get(offer.agent_id)
+        resources = resources_from_proto(offer.resources)
+        if (framework is None or not framework.connected or agent is None or not agent.reachable
+                or offer.id in cluster.offers or (offer.framework_id, offer.agent_id) in index.offered_pairs
+                or offer.role not in framework.info.roles or not resources
+                or not index.available(offer.agent_id).contains(resources)):
+            stale += 1  # the state moved on since the allocator ran
+            continue
+        stored = cluster.offers[offer.id]
+        stored.CopyFrom(offer)
+        stored.offered_at_ms = event.timestamp_ms
+        index.hold_offer(offer, resources)
+        sent[offer.framework_id].append(offer.id)
+    effects = tuple(fx.SendOffers(fid, tuple(ids)) for fid, ids in sorted(sent.items()))
+    return Applied(effects, note=f"{stale} stale offers dropped" if stale else "")
+
+
+def apply_offers_rescinded(state, position: int, event: events_pb2.Event) -> Outcome:
+    effects = []
+    for offer_id in event.offers_rescinded.offer_ids:
+        offer = _remove_offer(state, offer_id)
+        if offer is not None:
+            effects.append(fx.RescindOffer(offer.framework_id, offer_id))
+    return Applied(tuple(effects))
+
+
+def apply_offers_declined(state, position: int, event: events_pb2.Event) -> Outcome:
+    e = event.offers_declined
+    if e.framework_id not in state.cluster.frameworks:
+        return Rejected("unknown framework")
+    declined = 0
+    for offer_id in e.offer_ids:
+        offer = state.cluster.offers.get(offer_id)
+        if offer is None or offer.framework_id != e.framework_id:
+            continue
+        offer = _remove_offer(state, offer_id)
+        refuse = DEFAULT_REFUSE_SECONDS if e.refuse_seconds < 0 else e.refuse_seconds
+        _add_filter(state, e.framework_id, offer.agent_id, resources_from_proto(offer.resources), refuse,
+                    event.timestamp_ms)
+        declined += 1
+    return Applied(note=f"{declined} declined")
+
+
+def _fit(pool: Resources, wanted: Resources, role: str) -> str:
+    """Why `wanted` cannot come out of `pool` for `role`, or '' when it can."""
+    if not wanted:
+        return "a task must use some resources"
+    if wanted.revocable() and not pool.revocable().contains(wanted.revocable()):
+        return "revocable resources not in the offer"
+    if not pool.contains(wanted):
+        return "resources not in the offers: wanted " + _text(wanted) + ", offered " + _text(pool)
+    for kind in wanted:
+        if kind.role not in ("*", role) and not role.startswith(kind.role + "/"):
+            return f"resources reserved to {kind.role!r} cannot be used by role {role!r}"
+    return ""
+
+
+def _text(resources: Resources) -> str:
+    from mesos_es.core.resources import to_text
+
+    return to_text(resources)
+
+
+def apply_offers_accepted(state, position: int, event: events_pb2.Event) -> Outcome:
+    e = event.offers_accepted
+    cluster, index = state.cluster, state.index
+    framework = cluster.frameworks.get(e.framework_id)
+    if framework is None:
+        return Rejected("unknown framework")
+    ts = event.timestamp_ms
+    offers = [cluster.offers.get(oid) for oid in e.offer_ids]
+    valid = [o for o in offers if o is not None and o.framework_id == e.framework_id]
+    effects: list[fx.Effect] = []
+    launches = [t for op in e.operations if op.type in ("LAUNCH", "LAUNCH_GROUP") for t in op.task_infos]
+
+    def drop_all(reason: str, message: str) -> Outcome:
+        for task in launches:
+            effects.append(fx.ForwardUpdate(e.framework_id, _master_status(
+                task.task_id, task.agent_id, S.TASK_DROPPED, reason, message, ts)))
+        # Offers that did exist go back to the pool, as in Mesos.
+        for offer_id in sorted({o.id for o in valid}):
+            _remove_offer(state, offer_id)
+        return Applied(tuple(effects), note=message)
+
+    if not e.offer_ids:
+        return drop_all("REASON_INVALID_OFFERS", "no offers given")
+    if len(valid) != len(offers) or len(set(e.offer_ids)) != len(e.offer_ids):
+        return drop_all("REASON_INVALID_OFFERS", "offer no longer valid (rescinded, declined, used or unknown)")
+    agents = {o.agent_id for o in valid}
+    roles = {o.role for o in valid}
+    if len(agents) != 1 or len(roles) != 1:
+        return drop_all("REASON_INVALID_OFFERS", "offers from different agents or roles cannot be combined")
+    agent_id, role = agents.pop(), roles.pop()
+    pool = EMPTY
+    for offer_id in e.offer_ids:
+        pool = pool + resources_from_proto(_remove_offer(state, offer_id).resources)
+
+    for op in e.operations:
+        if op.type in ("LAUNCH", "LAUNCH_GROUP"):
+            group = [t for t in op.task_infos]
+            executor_resources = EMPTY
+            errors = op.error or _launch_errors(framework, group, agent_id)
+            wanted = EMPTY
+            for t in group:
+                wanted = wanted + resources_from_proto(t.resources)
+            why = errors or _fit(pool, wanted, role)
+            if why:
+                for t in group:
+                    effects.append(fx.ForwardUpdate(e.framework_id, _master_status(
+                        t.task_id, agent_id, S.TASK_ERROR, "REASON_TASK_INVALID", why, ts, t.executor_id)))
+                continue
+            pool = pool - wanted - executor_resources
+            for t in group:
+                task = framework.tasks[t.task_id]
+                task.info.CopyFrom(t)
+                task.info.agent_id = agent_id
+                task.framework_id = e.framework_id
+                task.role = role
+                task.state = S.TASK_STAGING
+                task.launched_at_ms = ts
+                task.latest_status.CopyFrom(_master_status(t.task_id, agent_id, S.TASK_STAGING, "", "", ts,
+                                                           t.executor_id))
+                index.hold_task(e.framework_id, t.task_id, agent_id, role, resources_from_proto(t.resources))
+            if op.type == "LAUNCH":
+                effects.extend(fx.RunTask(agent_id, e.framework_id, t.task_id) for t in group)
+            else:
+                effects.append(fx.RunTaskGroup(agent_id, e.framework_id, tuple(t.task_id for t in group),
+                                               op.executor_json))
+        elif op.type in ("RESERVE", "UNRESERVE"):
+            target = resources_from_proto(op.resources)
+            try:
+                source = target.pop_reservation() if op.type == "RESERVE" else target
+                result = target if op.type == "RESERVE" else target.pop_reservation()
+            except IndexError:
+                continue
+            if not target or not pool.contains(source) or any(
+                    op.type == "RESERVE" and k.role not in (role,) and not k.role.startswith(role + "/")
+                    for k in target):
+                continue  # an invalid reservation changes nothing (Mesos drops the operation)
+            pool = pool - source + result
+            index.agent_total[agent_id] = index.agent_total[agent_id] - source + result
+            cluster.agents[agent_id].info.ClearField("resources")
+            cluster.agents[agent_id].info.resources.extend(resources_to_proto(index.agent_total[agent_id]))
+    _add_filter(state, e.framework_id, agent_id, pool, DEFAULT_REFUSE_SECONDS if e.refuse_seconds < 0
+                else e.refuse_seconds, ts)
+    return Applied(tuple(effects))
+
+
+def _launch_errors(framework: state_pb2.Framework, tasks, agent_id: str) -> str:
+    seen = set()
+    for t in tasks:
+        if not t.task_id:
+            return "task_id is required"
+        if t.task_id in framework.tasks or t.task_id in seen:
+            return f"task id {t.task_id!r} is already in use"
+        if t.agent_id and t.agent_id != agent_id:
+            return f"task {t.task_id} names agent {t.agent_id}, not the offers' agent {agent_id}"
+        seen.add(t.task_id)
+    return ""
+
+
+def apply_task_status_updated(state, position: int, event: events_pb2.Event) -> Outcome:
+    e = event.task_status_updated
+    status = e.status
+    framework = state.cluster.frameworks.get(e.framework_id)
+    ack = (fx.AcknowledgeToAgent(status.agent_id, e.framework_id, status.task_id, status.uuid),) if status.uuid else ()
+    if framework is None:
+        # Nobody will acknowledge it: release the agent from resending.
+        return Rejected("unknown framework") if not ack else Applied(ack, note="framework unknown")
+    task = framework.tasks.get(status.task_id)
+    if task is None:
+        return Applied(ack, note="task unknown")
+    if status.uuid and any(u.uuid == status.uuid for u in task.unacknowledged):
+        return Applied(note="duplicate")
+    if status.uuid and task.latest_status.uuid == status.uuid:
+        return Applied(ack, note="already acknowledged")
+    if not legal_transition(task.state, status.state):
+        return Applied(ack, note=f"illegal transition {S.TaskState.Name(task.state)} -> "
+                                 f"{S.TaskState.Name(status.state)}")
+    _transition(state, framework, task, status, track_ack=True)
+    return Applied((fx.ForwardUpdate(e.framework_id, status),))
+
+
+def apply_status_update_acknowledged(state, position: int, event: events_pb2.Event) -> Outcome:
+    e = event.status_update_acknowledged
+    framework = state.cluster.frameworks.get(e.framework_id)
+    if framework is None:
+        return Rejected("unknown framework")
+    task = framework.tasks.get(e.task_id)
+    if task is None:
+        return Rejected("unknown task")
+    pending = [u.uuid for u in task.unacknowledged]
+    if e.uuid not in pending:
+        return Rejected("no such unacknowledged update")
+    kept = [u for u in task.unacknowledged if u.uuid != e.uuid]
+    del task.unacknowledged[:]
+    task.unacknowledged.extend(kept)
+    agent_id = e.agent_id or task.info.agent_id
+    if task.state in TERMINAL_STATES and not task.unacknowledged:
+        _finish_task(state, framework, e.task_id)
+    return Applied((fx.AcknowledgeToAgent(agent_id, e.framework_id, e.task_id, e.uuid),))
+
+
+def apply_task_kill_requested(state, position: int, event: events_pb2.Event) -> Outcome:
+    e = event.task_kill_requested
+    framework = state.cluster.frameworks.get(e.framework_id)
+    if framework is None:
+        return Rejected("unknown framework")
+    task = framework.tasks.get(e.task_id)
+    if task is None or task.state in TERMINAL_STATES:
+        unknown = S.TASK_UNKNOWN if _partition_aware(framework) else S.TASK_LOST
+        status = _master_status(e.task_id, e.agent_id, unknown, "REASON_RECONCILIATION",
+                                "kill of a task the master does not know", event.timestamp_ms)
+        return Applied((fx.ForwardUpdate(e.framework_id, status),))
+    agent = state.cluster.agents.get(task.info.agent_id)
+    if agent is None or not agent.reachable:
+        return Applied(note="agent unreachable; the task is killed if its agent comes back and reports it")
+    return Applied((fx.KillTask(task.info.agent_id, e.framework_id, e.task_id, e.kill_policy_json),))
+
+
+def apply_framework_message_relayed(state, position: int, event: events_pb2.Event) -> Outcome:
+    e = event.framework_message_relayed
+    if e.framework_id not in state.cluster.frameworks:
+        return Rejected("unknown framework")
+    if e.to_executor:
+        agent = state.cluster.agents.get(e.agent_id)
+        if agent is None or not agent.reachable:
+            return Rejected("unknown or unreachable agent")
+        return Applied((fx.MessageToExecutor(e.agent_id, e.framework_id, e.executor_id, e.data),))
+    return Applied((fx.MessageToScheduler(e.framework_id, e.agent_id, e.executor_id, e.data),))
+
+
+def apply_quota_updated(state, position: int, event: events_pb2.Event) -> Outcome:
+    for config in event.quota_updated.configs:
+        role = state.cluster.roles[config.role]
+        role.name = config.role
+        if not role.weight:
+            role.weight = 1.0
+        role.ClearField("quota_guarantees")
+        role.ClearField("quota_limits")
+        role.quota_guarantees.extend(config.guarantees)
+        role.quota_limits.extend(config.limits)
+    return Applied()
+
+
+def apply_weights_updated(state, position: int, event: events_pb2.Event) -> Outcome:
+    for w in event.weights_updated.weights:
+        if w.weight <= 0:
+            return Rejected(f"weight of {w.role!r} must be positive")
+    for w in event.weights_updated.weights:
+        role = state.cluster.roles[w.role]
+        role.name = w.role
+        role.weight = w.weight
+    return Applied()
+
+
+def _reservation_change(state, agent_id: str, resources, reserve: bool) -> Outcome:
+    index = state.index
+    agent = state.cluster.agents.get(agent_id)
+    if agent is None:
+        return Rejected("unknown agent")
+    target = resources_from_proto(resources)
+    try:
+        if reserve:
+            source, result = target.pop_reservation(), target
+        else:
+            source, result = target, target.pop_reservation()
+    except IndexError:
+        return Rejected("resources without a reservation")
+    if not target or any(not k.reservations for k in target):
+        return Rejected("resources must carry the reservation")
+    if not index.available(agent_id).contains(source):
+        return Rejected("the agent does not have these resources available")
+    try:
+        index.agent_total[agent_id] = index.agent_total[agent_id] - source + result
+    except ResourceError as e:
+        return Rejected(str(e))
+    agent.info.ClearField("resources")
+    agent.info.resources.extend(resources_to_proto(index.agent_total[agent_id]))
+    return Applied()
+
+
+def apply_resources_reserved(state, position: int, event: events_pb2.Event) -> Outcome:
+    e = event.resources_reserved
+    return _reservation_change(state, e.agent_id, e.resources, reserve=True)
+
+
+def apply_resources_unreserved(state, position: int, event: events_pb2.Event) -> Outcome:
+    e = event.resources_unreserved
+    return _reservation_change(state, e.agent_id, e.resources, reserve=False)
+
+
+APPLIERS = {
+    "master_elected": apply_master_elected,
+    "framework_subscribed": apply_framework_subscribed,
+    "framework_updated": apply_framework_updated,
+    "framework_disconnected": apply_framework_disconnected,
+    "framework_removed": apply_framework_removed,
+    "framework_suppressed": apply_framework_suppressed,
+    "framework_revived": apply_framework_revived,
+    "agent_registered": apply_agent_registered,
+    "agent_reregistered": apply_agent_reregistered,
+    "agent_marked_unreachable": apply_agent_marked_unreachable,
+    "agent_removed": apply_agent_removed,
+    "offers_made": apply_offers_made,
+    "offers_rescinded": apply_offers_rescinded,
+    "offers_declined": apply_offers_declined,
+    "offers_accepted": apply_offers_accepted,
+    "task_status_updated": apply_task_status_updated,
+    "status_update_acknowledged": apply_status_update_acknowledged,
+    "task_kill_requested": apply_task_kill_requested,
+    "framework_message_relayed": apply_framework_message_relayed,
+    "quota_updated": apply_quota_updated,
+    "weights_updated": apply_weights_updated,
+    "resources_reserved": apply_resources_reserved,
+    "resources_unreserved": apply_resources_unreserved,
+}
+
+__all__ = ["APPLIERS", "ClusterIndex", "Reservation", "legal_transition"]

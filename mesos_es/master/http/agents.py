@@ -1,0 +1,175 @@
+"""The master's end of the master-agent protocol, `POST /api/v1/agent`.
+
+See docs/api/agent-protocol.md: REGISTER opens a RecordIO stream of events to the agent;
+UPDATE, MESSAGE, PONG and UNREGISTER are calls on it (header `Mesos-Stream-Id`).
+"""
+
+from __future__ import annotations
+
+import time
+
+import structlog
+from aiohttp import web
+
+from mesos_es.core.convert import (
+    TERMINAL_STATES,
+    InvalidObject,
+    agent_info_from_json,
+    id_value,
+    ident,
+    task_status_from_json,
+    task_status_to_json,
+)
+from mesos_es.core.outcomes import Rejected
+from mesos_es.master.http.common import MASTER, http_error, propose
+from mesos_es.master.http.scheduler import accepted, bad_request, read_call, redirect_or_unavailable, section
+from mesos_es.master.leader import new_id
+from mesos_es.master.streams import EventStream
+from mesos_es.pb import events_pb2, mesos_pb2
+
+log = structlog.get_logger(__name__)
+
+PATH = "/api/v1/agent"
+PROTOCOL = 1
+
+
+async def agent_api(request: web.Request) -> web.StreamResponse:
+    master = request.app[MASTER]
+    call = await read_call(request)
+    leader = master.leader_shell
+    if not leader.is_leading():
+        raise redirect_or_unavailable(request, PATH)
+    try:
+        if call["type"] == "REGISTER":
+            return await register(request, call)
+        agent_id = id_value(call, "agent_id")
+        stream = leader.agents.get(agent_id)
+        if stream is None or request.headers.get("Mesos-Stream-Id") != stream.stream_id:
+            raise http_error(web.HTTPForbidden, "unknown or stale Mesos-Stream-Id: register again")
+        leader.agent_seen[agent_id] = time.monotonic()
+        handler = CALLS.get(call["type"])
+        if handler is None:
+            raise bad_request(f"unsupported call type {call['type']!r}")
+        return await handler(request, agent_id, call)
+    except InvalidObject as e:
+        raise bad_request(str(e)) from None
+
+
+async def register(request: web.Request, call: dict) -> web.StreamResponse:
+    master = request.app[MASTER]
+    leader = master.leader_shell
+    body = section(call, "register")
+    info = agent_info_from_json(body.get("agent_info"))
+    agent_id = id_value(body, "agent_id", required=False)
+    cluster = leader.state
+    if agent_id and agent_id in cluster.removed_agents:
+        raise http_error(web.HTTPConflict, f"agent {agent_id} was removed: discard its state and register anew")
+    reports = []
+    for task in body.get("tasks") or []:
+        state = task.get("state") if isinstance(task, dict) else None
+        if state not in mesos_pb2.TaskState.keys():
+            raise bad_request(f"bad task report {task!r}")
+        reports.append(events_pb2.TaskReport(framework_id=id_value(task, "framework_id"),
+                                             task_id=id_value(task, "task_id"),
+                                             state=mesos_pb2.TaskState.Value(state)))
+    if agent_id:
+        event = events_pb2.Event(agent_reregistered=events_pb2.AgentReregistered(
+            agent_id=agent_id, agent_info=info, tasks=reports))
+    else:
+        agent_id = new_id("S0")
+        event = events_pb2.Event(agent_registered=events_pb2.AgentRegistered(agent_id=agent_id, agent_info=info))
+    stream = EventStream(request, "agent", agent_id)
+    previous = leader.agents.get(agent_id)
+    leader.agents[agent_id] = stream
+    if previous is not None:
+        previous.close()
+    try:
+        proposed = await propose(request, event)
+        if isinstance(proposed.result, Rejected):
+            raise bad_request(proposed.result.reason)
+    except BaseException:
+        if leader.agents.get(agent_id) is stream:
+            del leader.agents[agent_id]
+        raise
+    leader.agent_seen[agent_id] = time.monotonic()
+    await stream.open({"type": "REGISTERED", "registered": {
+        "agent_id": ident(agent_id), "ping_interval_seconds": master.config.agent_ping_timeout_s}})
+    log.info("agent_registered", agent_id=agent_id, hostname=info.hostname,
+             reregistered=event.HasField("agent_reregistered"))
+    # Launches that may never have reached it (sent to a stream that died, or by a previous
+    # leader): the agent ignores task ids it already runs.
+    reported = {(r.framework_id, r.task_id) for r in reports}
+    for framework_id, task_id in sorted(master.replica.state.index.agent_tasks.get(agent_id, ())):
+        task = cluster.frameworks[framework_id].tasks.get(task_id)
+        if task is not None and task.state == mesos_pb2.TASK_STAGING and (framework_id, task_id) not in reported:
+            leader.send_run_task(agent_id, framework_id, task_id)
+    try:
+        await stream.run()
+    finally:
+        if leader.agents.get(agent_id) is stream:
+            del leader.agents[agent_id]
+    return stream.response
+
+
+async def update(request, agent_id, call):
+    body = section(call, "update")
+    framework_id = id_value(body, "framework_id")
+    status = task_status_from_json(body.get("status"))
+    status.agent_id = agent_id
+    if not status.uuid or len(status.uuid) != 16:
+        raise bad_request("status.uuid must be 16 bytes, base64")
+    leader = request.app[MASTER].leader_shell
+    framework = leader.state.frameworks.get(framework_id)
+    task = framework.tasks.get(status.task_id) if framework is not None else None
+    if task is not None:
+        if any(u.uuid == status.uuid for u in task.unacknowledged):
+            # A resend of an update already in the log: forward it again, no new event.
+            leader.frameworks.get(framework_id) and leader.frameworks[framework_id].send(
+                {"type": "UPDATE", "update": {"status": task_status_to_json(status)}})
+            return accepted()
+        if task.latest_status.uuid == status.uuid:
+            leader.send_ack(agent_id, framework_id, status.task_id, status.uuid)  # acknowledged already
+            return accepted()
+    elif framework is not None and any(t.info.task_id == status.task_id and t.latest_status.uuid == status.uuid
+                                       for t in framework.completed_tasks):
+        leader.send_ack(agent_id, framework_id, status.task_id, status.uuid)
+        return accepted()
+    await propose(request, events_pb2.Event(task_status_updated=events_pb2.TaskStatusUpdated(
+        framework_id=framework_id, status=status)))
+    return accepted()
+
+
+async def message(request, agent_id, call):
+    import base64
+
+    body = section(call, "message")
+    try:
+        data = base64.b64decode(body.get("data") or "", validate=True)
+    except ValueError:
+        raise bad_request("message.data must be base64") from None
+    await propose(request, events_pb2.Event(framework_message_relayed=events_pb2.FrameworkMessageRelayed(
+        framework_id=id_value(body, "framework_id"), agent_id=agent_id,
+        executor_id=id_value(body, "executor_id"), data=data, to_executor=False)))
+    return accepted()
+
+
+async def pong(request, agent_id, call):
+    return accepted()
+
+
+async def unregister(request, agent_id, call):
+    await propose(request, events_pb2.Event(agent_removed=events_pb2.AgentRemoved(
+        agent_id=agent_id, reason="the agent unregistered")))
+    stream = request.app[MASTER].leader_shell.agents.pop(agent_id, None)
+    if stream:
+        stream.close()
+    return accepted()
+
+
+CALLS = {"UPDATE": update, "MESSAGE": message, "PONG": pong, "UNREGISTER": unregister}
+
+__all__ = ["TERMINAL_STATES", "add_routes"]
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post(PATH, agent_api)

@@ -1,0 +1,342 @@
+"""The leader's shell: streams, timers, allocation, and carrying out effects.
+
+Every master folds every event; only the leader talks to frameworks and agents. On winning
+an election it commits `MasterElected` (after which it has applied everything before it,
+since the log delivers in order), then starts its loops from the state: allocation, offer
+timeouts, framework failover timeouts, agent pings. The moment it loses leadership it stops
+sending and closes every stream, so clients reconnect to the new leader.
+
+Effects (mesos_es/core/effects.py) are computed by the pure appliers; `on_applied` turns
+them into stream messages here, after the event is committed and applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+import uuid
+
+import structlog
+
+from mesos_es import __version__
+from mesos_es.core import allocator
+from mesos_es.core import effects as fx
+from mesos_es.core.convert import (
+    TERMINAL_STATES,
+    framework_info_to_json,
+    ident,
+    offer_to_json,
+    resources_from_proto,
+    resources_to_proto,
+    task_info_to_json,
+    task_status_to_json,
+)
+from mesos_es.core.outcomes import Applied, Outcome
+from mesos_es.core.resources import EMPTY
+from mesos_es.log.interface import LogError, NotLeader, Proposed, Role
+from mesos_es.master.streams import EventStream
+from mesos_es.pb import events_pb2, mesos_pb2
+
+log = structlog.get_logger(__name__)
+
+WATCH_INTERVAL_S = 0.05
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def new_id(suffix: str) -> str:
+    return f"{uuid.uuid4()}-{suffix}"
+
+
+class Leader:
+    def __init__(self, master):
+        self.master = master
+        self.config = master.config
+        self.frameworks: dict[str, EventStream] = {}
+        self.agents: dict[str, EventStream] = {}
+        self.agent_seen: dict[str, float] = {}  # agent id -> monotonic time of its last sign of life
+        self.active = False  # leader, and MasterElected is applied
+        self._tasks: list[asyncio.Task] = []
+        self._watcher: asyncio.Task | None = None
+        self._allocate_now = asyncio.Event()
+        master.replica.listeners.append(self.on_applied)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        self._watcher = asyncio.get_running_loop().create_task(self._watch())
+
+    async def stop(self) -> None:
+        if self._watcher:
+            self._watcher.cancel()
+            await asyncio.gather(self._watcher, return_exceptions=True)
+        await self._step_down()
+
+    def is_leading(self) -> bool:
+        return self.active and self.master.log.status().role is Role.LEADER
+
+    async def _watch(self) -> None:
+        while True:
+            status = self.master.log.status()
+            if status.role is Role.LEADER and not self.active:
+                await self._become_leader(status.term)
+            elif status.role is not Role.LEADER and (self.active or self._tasks):
+                await self._step_down()
+            await asyncio.sleep(WATCH_INTERVAL_S)
+
+    async def _become_leader(self, term: int) -> None:
+        event = events_pb2.Event(master_elected=events_pb2.MasterElected(leader=self.config.address, term=term))
+        try:
+            await self.propose(event)
+        except LogError as e:
+            log.warning("election_marker_failed", error=str(e))
+            return
+        self.active = True
+        start = time.monotonic()
+        # Known agents get the re-registration window to come back.
+        grace = self.config.agent_reregister_timeout_s - self._agent_timeout_s()
+        self.agent_seen = {aid: start + grace for aid, a in self.state.agents.items() if a.reachable}
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._allocation_loop()), loop.create_task(self._timer_loop())]
+        log.info("leading", term=term, frameworks=len(self.state.frameworks), agents=len(self.state.agents))
+
+    async def _step_down(self) -> None:
+        was_active = self.active
+        self.active = False
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        for stream in [*self.frameworks.values(), *self.agents.values()]:
+            stream.close()
+        self.frameworks.clear()
+        self.agents.clear()
+        if was_active:
+            log.info("stepped_down")
+
+    @property
+    def state(self):
+        return self.master.replica.state.cluster
+
+    async def propose(self, event: events_pb2.Event) -> Proposed:
+        event.timestamp_ms = now_ms()
+        return await self.master.log.propose(event.SerializeToString())
+
+    def trigger_allocation(self) -> None:
+        self._allocate_now.set()
+
+    def master_info(self) -> dict:
+        host, _, port = self.config.address.rpartition(":")
+        return {"id": self.config.id, "ip": 0, "port": int(port), "hostname": host, "version": __version__,
+                "address": {"hostname": host, "ip": host, "port": int(port)}}
+
+    # -- effects -----------------------------------------------------------------------------
+    def on_applied(self, position: int, event: events_pb2.Event, outcome: Outcome) -> None:
+        if not self.active or not isinstance(outcome, Applied):
+            return
+        for effect in outcome.effects:
+            self.carry_out(effect)
+        kind = event.WhichOneof("kind")
+        if kind in ("offers_declined", "offers_accepted", "framework_revived", "agent_registered",
+                    "agent_reregistered", "framework_removed", "framework_subscribed", "quota_updated",
+                    "weights_updated", "resources_unreserved", "resources_reserved") or (
+                kind == "task_status_updated" and event.task_status_updated.status.state in TERMINAL_STATES):
+            self.trigger_allocation()
+
+    def carry_out(self, effect) -> None:
+        cluster = self.state
+        match effect:
+            case fx.SendOffers(framework_id, offer_ids):
+                stream = self.frameworks.get(framework_id)
+                if stream:
+                    offers = [offer_to_json(cluster.offers[i], cluster.agents[cluster.offers[i].agent_id].info)
+                              for i in offer_ids if i in cluster.offers]
+                    stream.send({"type": "OFFERS", "offers": {"offers": offers}})
+            case fx.RescindOffer(framework_id, offer_id):
+                self._to_framework(framework_id, {"type": "RESCIND", "rescind": {"offer_id": ident(offer_id)}})
+            case fx.ForwardUpdate(framework_id, status):
+                self._to_framework(framework_id, {"type": "UPDATE", "update": {"status": task_status_to_json(status)}})
+            case fx.MessageToScheduler(framework_id, agent_id, executor_id, data):
+                self._to_framework(framework_id, {"type": "MESSAGE", "message": {
+                    "agent_id": ident(agent_id), "executor_id": ident(executor_id),
+                    "data": base64.b64encode(data).decode()}})
+            case fx.FrameworkGone(framework_id, message):
+                stream = self.frameworks.pop(framework_id, None)
+                if stream:
+                    stream.send({"type": "ERROR", "error": {"message": message}})
+                    stream.close()
+            case fx.RunTask(agent_id, framework_id, task_id):
+                self.send_run_task(agent_id, framework_id, task_id)
+            case fx.RunTaskGroup(agent_id, framework_id, task_ids, executor_json):
+                framework = cluster.frameworks.get(framework_id)
+                if framework is not None:
+                    import orjson
+
+                    self._to_agent(agent_id, {"type": "RUN_TASK_GROUP", "run_task_group": {
+                        "framework_info": framework_info_to_json(framework.info, framework_id),
+                        "executor": orjson.loads(executor_json) if executor_json else {},
+                        "task_group": {"tasks": [task_info_to_json(framework.tasks[t].info) for t in task_ids
+                                                 if t in framework.tasks]}}})
+            case fx.KillTask(agent_id, framework_id, task_id, kill_policy_json):
+                body = {"framework_id": ident(framework_id), "task_id": ident(task_id)}
+                if kill_policy_json:
+                    import orjson
+
+                    body["kill_policy"] = orjson.loads(kill_policy_json)
+                self._to_agent(agent_id, {"type": "KILL_TASK", "kill_task": body})
+            case fx.AcknowledgeToAgent(agent_id, framework_id, task_id, uuid_bytes):
+                self.send_ack(agent_id, framework_id, task_id, uuid_bytes)
+            case fx.MessageToExecutor(agent_id, framework_id, executor_id, data):
+                self._to_agent(agent_id, {"type": "MESSAGE", "message": {
+                    "framework_id": ident(framework_id), "executor_id": ident(executor_id),
+                    "data": base64.b64encode(data).decode()}})
+            case fx.ShutdownFramework(agent_id, framework_id):
+                self._to_agent(agent_id, {"type": "SHUTDOWN_FRAMEWORK",
+                                          "shutdown_framework": {"framework_id": ident(framework_id)}})
+
+    def _to_framework(self, framework_id: str, event: dict) -> None:
+        stream = self.frameworks.get(framework_id)
+        if stream is not None:
+            stream.send(event)
+
+    def _to_agent(self, agent_id: str, event: dict) -> None:
+        stream = self.agents.get(agent_id)
+        if stream is not None:
+            stream.send(event)
+
+    def send_run_task(self, agent_id: str, framework_id: str, task_id: str) -> None:
+        framework = self.state.frameworks.get(framework_id)
+        if framework is None or task_id not in framework.tasks:
+            return
+        self._to_agent(agent_id, {"type": "RUN_TASK", "run_task": {
+            "framework_info": framework_info_to_json(framework.info, framework_id),
+            "task": task_info_to_json(framework.tasks[task_id].info)}})
+
+    def send_ack(self, agent_id: str, framework_id: str, task_id: str, uuid_bytes: bytes) -> None:
+        self._to_agent(agent_id, {"type": "ACKNOWLEDGE", "acknowledge": {
+            "framework_id": ident(framework_id), "task_id": ident(task_id),
+            "uuid": base64.b64encode(uuid_bytes).decode()}})
+
+    def resend_unacknowledged(self, framework_id: str) -> None:
+        """After a (re)subscription: every update the framework has not acknowledged yet."""
+        framework = self.state.frameworks.get(framework_id)
+        if framework is None:
+            return
+        for task_id in sorted(framework.tasks):
+            for status in framework.tasks[task_id].unacknowledged:
+                self._to_framework(framework_id, {"type": "UPDATE", "update": {"status": task_status_to_json(status)}})
+
+    # -- allocation ---------------------------------------------------------------------------
+    async def _allocation_loop(self) -> None:
+        interval = self.config.allocation_interval_s
+        while True:
+            try:
+                await asyncio.wait_for(self._allocate_now.wait(), interval)
+            except TimeoutError:
+                pass
+            self._allocate_now.clear()
+            try:
+                await self.allocate_once()
+            except (NotLeader, LogError) as e:
+                log.warning("allocation_not_committed", error=str(e))
+                await asyncio.sleep(interval)
+
+    async def allocate_once(self) -> int:
+        """One cycle on the applied state; its offers are committed before the next cycle."""
+        ts = now_ms()
+        allocations = allocator.allocate(**allocation_inputs(self.master.replica.state, ts))
+        if not allocations:
+            return 0
+        cluster = self.state
+        offers = []
+        for a in allocations:
+            offers.append(mesos_pb2.Offer(
+                id=new_id("O"), framework_id=a.framework_id, agent_id=a.agent_id,
+                hostname=cluster.agents[a.agent_id].info.hostname, role=a.role,
+                resources=resources_to_proto(a.resources)))
+        await self.propose(events_pb2.Event(offers_made=events_pb2.OffersMade(offers=offers)))
+        return len(offers)
+
+    # -- timers --------------------------------------------------------------------------------
+    def _agent_timeout_s(self) -> float:
+        return self.config.agent_ping_timeout_s * self.config.max_agent_ping_timeouts
+
+    async def _timer_loop(self) -> None:
+        ping_every = self.config.agent_ping_timeout_s
+        next_ping = time.monotonic()
+        while True:
+            await asyncio.sleep(min(0.25, ping_every / 4))
+            try:
+                if time.monotonic() >= next_ping:
+                    next_ping = time.monotonic() + ping_every
+                    for stream in list(self.agents.values()):
+                        stream.send({"type": "PING", "ping": {}})
+                await self._expire()
+            except (NotLeader, LogError) as e:
+                log.warning("timer_event_not_committed", error=str(e))
+
+    async def _expire(self) -> None:
+        cluster = self.state
+        ts = now_ms()
+        if self.config.offer_timeout_s > 0:
+            limit = ts - int(self.config.offer_timeout_s * 1000)
+            stale = sorted(oid for oid, o in cluster.offers.items() if o.offered_at_ms <= limit)
+            if stale:
+                await self.propose(events_pb2.Event(offers_rescinded=events_pb2.OffersRescinded(
+                    offer_ids=stale, reason="OFFER_TIMEOUT")))
+        for framework_id in sorted(cluster.frameworks):
+            framework = cluster.frameworks.get(framework_id)
+            if framework is None or framework.connected:
+                continue
+            deadline = framework.disconnected_at_ms + int(framework.info.failover_timeout * 1000)
+            if ts >= deadline:
+                await self.propose(events_pb2.Event(framework_removed=events_pb2.FrameworkRemoved(
+                    framework_id=framework_id, reason="FAILOVER_TIMEOUT")))
+        monotonic = time.monotonic()
+        timeout = self._agent_timeout_s()
+        for agent_id in sorted(cluster.agents):
+            agent = cluster.agents.get(agent_id)
+            if agent is None or not agent.reachable:
+                continue
+            seen = self.agent_seen.setdefault(agent_id, monotonic)
+            if monotonic - seen > timeout:
+                stream = self.agents.pop(agent_id, None)
+                if stream:
+                    stream.close()
+                await self.propose(events_pb2.Event(agent_marked_unreachable=events_pb2.AgentMarkedUnreachable(
+                    agent_id=agent_id, reason=f"no answer to pings for {timeout:g} s")))
+
+
+def allocation_inputs(state, now: int) -> dict:
+    """The allocator's view of the applied state (pure)."""
+    cluster, index = state.cluster, state.index
+    agents = []
+    for agent_id in sorted(cluster.agents):
+        agent = cluster.agents[agent_id]
+        if not agent.reachable:
+            continue
+        agents.append(allocator.AgentSlot(agent_id=agent_id, available=index.available(agent_id),
+                                          total=index.agent_total.get(agent_id, EMPTY)))
+    frameworks = []
+    for framework_id in sorted(cluster.frameworks):
+        framework = cluster.frameworks[framework_id]
+        if not framework.connected:
+            continue
+        frameworks.append(allocator.FrameworkDemand(
+            framework_id=framework_id, roles=tuple(framework.info.roles),
+            suppressed_roles=frozenset(framework.suppressed_roles),
+            revocable_ok="REVOCABLE_RESOURCES" in framework.info.capabilities,
+            allocated={role: r for role, r in index.allocated.get(framework_id, {}).items() if r}))
+    roles = {}
+    for name in sorted(cluster.roles):
+        role = cluster.roles[name]
+        roles[name] = allocator.RolePolicy(
+            weight=role.weight or 1.0, guarantee=resources_from_proto(role.quota_guarantees),
+            limit=resources_from_proto(role.quota_limits) if len(role.quota_limits) else None)
+    filters = tuple(allocator.Filter(framework_id=f.framework_id, agent_id=f.agent_id, expires_ms=f.expires_ms,
+                                     resources=resources_from_proto(f.resources) if len(f.resources) else None)
+                    for f in cluster.filters if f.expires_ms > now)
+    return {"agents": agents, "frameworks": frameworks, "roles": roles, "filters": filters,
+            "outstanding": frozenset(index.offered_pairs), "now_ms": now}

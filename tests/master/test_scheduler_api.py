@@ -1,0 +1,181 @@
+"""The v1 scheduler API end to end in one process: masters over the in-memory log, our
+scheduler client, and a scripted agent."""
+
+import asyncio
+import base64
+
+import aiohttp
+import orjson
+import pytest
+
+from mesos_es.client.scheduler import SchedulerClient, launch, scalar
+from tests.support.fake_agent import FakeAgent
+from tests.support.inprocess import InProcessMasters
+
+FAST = {"allocation_interval_s": 0.05, "heartbeat_interval_s": 1.0, "agent_ping_timeout_s": 0.5}
+RESOURCES = [scalar("cpus", 4), scalar("mem", 1024)]
+
+
+@pytest.fixture
+async def masters(tmp_path):
+    masters = await InProcessMasters(tmp_path, count=3, **FAST).start()
+    masters.elect(0)
+    yield masters
+    await masters.stop()
+
+
+class Events:
+    """The client's events, pumped into a queue so a test can wait with a timeout."""
+
+    def __init__(self, scheduler: SchedulerClient):
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.task = asyncio.get_running_loop().create_task(self._pump(scheduler))
+
+    async def _pump(self, scheduler):
+        async for event in scheduler.events():
+            await self.queue.put(event)
+
+
+async def next_event(events: Events, kind, timeout=10):
+    async with asyncio.timeout(timeout):
+        while True:
+            event = await events.queue.get()
+            if event["type"] == kind:
+                return event
+
+
+async def test_a_task_runs_from_offer_to_acknowledged_finish(masters):
+    agent = FakeAgent(masters.addresses[0], RESOURCES)
+    async with SchedulerClient(masters.addresses[1:] + masters.addresses[:1],
+                               {"user": "u", "name": "test", "roles": ["web"]}) as scheduler:
+        events = Events(scheduler)
+        subscribed = await next_event(events, "SUBSCRIBED")
+        assert subscribed["subscribed"]["framework_id"]["value"] == scheduler.framework_id
+        assert scheduler.leader == masters.addresses[0]  # followed the redirect
+        agent_id = await agent.register()
+        offers = (await next_event(events, "OFFERS"))["offers"]["offers"]
+        assert [o["agent_id"]["value"] for o in offers] == [agent_id]
+        assert offers[0]["allocation_info"] == {"role": "web"}
+        await scheduler.accept([offers[0]["id"]["value"]],
+                               [launch("t1", agent_id, "true", [scalar("cpus", 1), scalar("mem", 128)])])
+        run = await agent.next("RUN_TASK")
+        assert run["run_task"]["task"]["task_id"] == {"value": "t1"}
+        assert run["run_task"]["framework_info"]["id"] == {"value": scheduler.framework_id}
+
+        for state in ("TASK_STARTING", "TASK_RUNNING", "TASK_FINISHED"):
+            uuid = await agent.update(scheduler.framework_id, "t1", state)
+            update = (await next_event(events, "UPDATE"))["update"]["status"]
+            assert update["state"] == state and base64.b64decode(update["uuid"]) == uuid
+            assert update["agent_id"] == {"value": agent_id}
+            await scheduler.acknowledge(update)
+            ack = await agent.next("ACKNOWLEDGE")
+            assert base64.b64decode(ack["acknowledge"]["uuid"]) == uuid
+        state = masters.contexts[0].replica.state
+        framework = state.cluster.frameworks[scheduler.framework_id]
+        assert "t1" not in framework.tasks and framework.completed_tasks[-1].info.task_id == "t1"
+        # Every replica folded the same history.
+        await asyncio.sleep(0.1)
+        assert len({c.replica.digest() for c in masters.contexts}) == 1
+    await agent.close()
+
+
+async def test_calls_without_the_stream_id_or_with_bad_json_change_nothing(masters):
+    url = masters.url(0, "/api/v1/scheduler")
+    async with SchedulerClient(masters.addresses, {"user": "u", "name": "t"}) as scheduler:
+        events = Events(scheduler)
+        await next_event(events, "SUBSCRIBED")
+        position = masters.contexts[0].replica.state.position
+        async with aiohttp.ClientSession() as http:
+            call = {"type": "DECLINE", "framework_id": {"value": scheduler.framework_id},
+                    "decline": {"offer_ids": []}}
+            async with http.post(url, data=orjson.dumps(call)) as r:
+                assert r.status == 403
+            async with http.post(url, data=b"{not json", headers={"Mesos-Stream-Id": scheduler.stream_id}) as r:
+                assert r.status == 400 and "malformed JSON" in (await r.json())["error"]
+            call = {"type": "DECLINE", "framework_id": {"value": "nope"}, "decline": {"offer_ids": []}}
+            async with http.post(url, data=orjson.dumps(call)) as r:
+                assert r.status == 404
+            call = {"type": "ACCEPT", "framework_id": {"value": scheduler.framework_id}, "accept": {"offer_ids": 7}}
+            async with http.post(url, data=orjson.dumps(call), headers={"Mesos-Stream-Id": scheduler.stream_id}) as r:
+                assert r.status == 400
+        assert masters.contexts[0].replica.state.position == position
+
+
+async def test_an_unknown_offer_drops_the_launch_with_a_clear_update(masters):
+    async with SchedulerClient(masters.addresses, {"user": "u", "name": "t"}) as scheduler:
+        events = Events(scheduler)
+        await next_event(events, "SUBSCRIBED")
+        await scheduler.accept(["no-such-offer"], [launch("t1", "a1", "true", [scalar("cpus", 1)])])
+        status = (await next_event(events, "UPDATE"))["update"]["status"]
+        assert status["state"] == "TASK_DROPPED" and status["reason"] == "REASON_INVALID_OFFERS"
+        assert "uuid" not in status
+
+
+async def test_a_task_larger_than_its_offer_fails_alone(masters):
+    agent = FakeAgent(masters.addresses[0], RESOURCES)
+    async with SchedulerClient(masters.addresses, {"user": "u", "name": "t"}) as scheduler:
+        events = Events(scheduler)
+        await next_event(events, "SUBSCRIBED")
+        agent_id = await agent.register()
+        offer = (await next_event(events, "OFFERS"))["offers"]["offers"][0]
+        await scheduler.accept([offer["id"]["value"]], [
+            launch("big", agent_id, "true", [scalar("cpus", 64)]),
+            launch("ok", agent_id, "true", [scalar("cpus", 1)]),
+            launch("ok", agent_id, "true", [scalar("cpus", 1)]),
+        ])
+        errors = [(await next_event(events, "UPDATE"))["update"]["status"] for _ in range(2)]
+        assert {(s["task_id"]["value"], s["state"]) for s in errors} == {("big", "TASK_ERROR"), ("ok", "TASK_ERROR")}
+        assert "not in the offers" in next(s for s in errors if s["task_id"]["value"] == "big")["message"]
+        run = await agent.next("RUN_TASK")
+        assert run["run_task"]["task"]["task_id"]["value"] == "ok"
+    await agent.close()
+
+
+async def test_decline_filters_the_agent_and_revive_clears_it(masters):
+    agent = FakeAgent(masters.addresses[0], RESOURCES)
+    async with SchedulerClient(masters.addresses, {"user": "u", "name": "t"}) as scheduler:
+        events = Events(scheduler)
+        await next_event(events, "SUBSCRIBED")
+        await agent.register()
+        offer = (await next_event(events, "OFFERS"))["offers"]["offers"][0]
+        await scheduler.decline([offer["id"]["value"]], refuse_seconds=3600)
+        with pytest.raises(TimeoutError):
+            await next_event(events, "OFFERS", timeout=0.5)
+        await scheduler.revive()
+        assert (await next_event(events, "OFFERS"))["offers"]["offers"]
+    await agent.close()
+
+
+async def test_offers_time_out_and_are_rescinded(tmp_path):
+    masters = await InProcessMasters(tmp_path, count=1, offer_timeout_s=0.3, **FAST).start()
+    masters.elect(0)
+    agent = FakeAgent(masters.addresses[0], RESOURCES)
+    try:
+        async with SchedulerClient(masters.addresses, {"user": "u", "name": "t"}) as scheduler:
+            events = Events(scheduler)
+            await next_event(events, "SUBSCRIBED")
+            await agent.register()
+            offer = (await next_event(events, "OFFERS"))["offers"]["offers"][0]
+            rescind = await next_event(events, "RESCIND")
+            assert rescind["rescind"]["offer_id"] == offer["id"]
+    finally:
+        await agent.close()
+        await masters.stop()
+
+
+async def test_a_silent_agent_is_marked_unreachable_and_its_tasks_lost(masters):
+    agent = FakeAgent(masters.addresses[0], RESOURCES)
+    async with SchedulerClient(masters.addresses, {"user": "u", "name": "t"}) as scheduler:
+        events = Events(scheduler)
+        await next_event(events, "SUBSCRIBED")
+        agent_id = await agent.register()
+        offer = (await next_event(events, "OFFERS"))["offers"]["offers"][0]
+        await scheduler.accept([offer["id"]["value"]], [launch("t1", agent_id, "sleep 100", [scalar("cpus", 1)])])
+        await agent.next("RUN_TASK")
+        uuid = await agent.update(scheduler.framework_id, "t1", "TASK_RUNNING")
+        assert (await next_event(events, "UPDATE"))["update"]["status"]["state"] == "TASK_RUNNING"
+        await agent.close()  # no more PONGs
+        status = (await next_event(events, "UPDATE"))["update"]["status"]
+        assert status["state"] == "TASK_LOST" and status["reason"] == "REASON_AGENT_UNREACHABLE"
+        assert masters.contexts[0].replica.state.cluster.agents[agent_id].reachable is False
+        assert uuid
