@@ -117,6 +117,115 @@ def run_master(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_duration_s(text: str) -> float:
+    """Seconds from `2.5`, `500ms`, `10secs`, `1mins` (Mesos' duration syntax)."""
+    text = str(text).strip()
+    for suffix, scale in (("ms", 1e-3), ("secs", 1.0), ("s", 1.0), ("mins", 60.0), ("hrs", 3600.0)):
+        if text.endswith(suffix) and text[: -len(suffix)].replace(".", "", 1).isdigit():
+            return float(text[: -len(suffix)]) * scale
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad duration {text!r} (e.g. 3, 500ms, 10secs, 1mins)") from None
+
+
+def agent_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Flags as Mesos names them; each also accepts a dashed alias (--work-dir)."""
+
+    def flag(name: str, **kwargs):
+        names = [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
+        parser.add_argument(*names, dest=name, **kwargs)
+
+    flag("master", required=True, help="the masters, HOST:PORT[,HOST:PORT...]; any of them leads the agent to the leader")
+    flag("work_dir", type=Path, help="checkpoints and sandboxes (default .mesos-es/agent-PORT)")
+    flag("ip", default="127.0.0.1", help="address of the agent's HTTP port, which executors use (default %(default)s)")
+    flag("port", type=int, default=5051, help="the agent's HTTP port: the executor API (default %(default)s)")
+    flag("hostname", help="the hostname reported to the master (default: this machine's)")
+    flag("resources", help='e.g. "cpus:4;mem:8192;disk:10000;ports:[31000-32000]"; unnamed ones are detected')
+    flag("attributes", default="", help='e.g. "rack:r1;zone:z2;level:3"')
+    flag("reconfiguration_policy", choices=["equal", "additive"], default="equal",
+         help="may a restart with changed resources/attributes keep the agent id (default %(default)s)")
+    flag("executor_registration_timeout", type=parse_duration_s, default=60.0,
+         help="a new executor must subscribe within this (default 60 s)")
+    flag("executor_reregistration_timeout", type=parse_duration_s, default=10.0,
+         help="after a restart, a recovered executor must re-subscribe within this (default 10 s)")
+    flag("executor_shutdown_grace_period", type=parse_duration_s, default=5.0,
+         help="after SHUTDOWN, an executor is killed if still running after this (default 5 s)")
+    flag("resource_estimator", choices=["none", "slack"], default="none",
+         help="report allocated-but-unused CPUs as revocable (slack) or nothing (default %(default)s)")
+    flag("oversubscribed_resources_interval", type=parse_duration_s, default=5.0,
+         help="how often the estimator runs (default 5 s)")
+    flag("synthetic", type=int, default=0, metavar="N",
+         help="run N simulated agents in this process instead (no processes are launched)")
+    flag("synthetic_task_duration", type=parse_duration_s, default=10.0,
+         help="synthetic tasks finish after this unless labelled (default 10 s; negative: until killed)")
+    add_logging_flags(parser)
+    return parser
+
+
+def agent_config(args: argparse.Namespace):
+    from mesos_es.agent.config import (
+        AgentConfig,
+        default_hostname,
+        parse_attributes,
+        parse_masters,
+        resources_from_flag,
+    )
+
+    work_dir = (args.work_dir or Path(".mesos-es") / f"agent-{args.port}").resolve()
+    return AgentConfig(
+        masters=parse_masters(args.master),
+        work_dir=work_dir,
+        resources=resources_from_flag(args.resources, work_dir),
+        attributes=parse_attributes(args.attributes),
+        hostname=args.hostname or default_hostname(),
+        ip=args.ip,
+        port=args.port,
+        reconfiguration_policy=args.reconfiguration_policy,
+        executor_registration_timeout_s=args.executor_registration_timeout,
+        executor_reregistration_timeout_s=args.executor_reregistration_timeout,
+        executor_shutdown_grace_period_s=args.executor_shutdown_grace_period,
+        resource_estimator=args.resource_estimator,
+        oversubscription_interval_s=args.oversubscribed_resources_interval,
+    )
+
+
+def run_agent(args: argparse.Namespace) -> int:
+    from mesos_es.agent.config import ConfigError
+    from mesos_es.agent.main import AgentStartError, serve
+
+    try:
+        config = agent_config(args)
+    except (ConfigError, OSError) as e:
+        print(f"mesos-es agent: {e}", file=sys.stderr)
+        return 2
+    logconfig.configure(args.log_format, args.log_level, agent=f"{config.hostname}:{config.port}")
+    try:
+        if args.synthetic > 0:
+            asyncio.run(_run_synthetic(config, args.synthetic, args.synthetic_task_duration))
+        else:
+            asyncio.run(serve(config))
+    except AgentStartError as e:
+        print(f"mesos-es agent: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"mesos-es agent: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _run_synthetic(config, count: int, duration_s: float) -> None:
+    import signal
+
+    from mesos_es.agent.synthetic import serve_synthetic
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await serve_synthetic(config, count, duration_s, stop)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mesos-es",
@@ -129,6 +238,10 @@ def build_parser() -> argparse.ArgumentParser:
     master = commands.add_parser("master", help="run one master (a Raft replica and its HTTP APIs)")
     master_parser(master)
     master.set_defaults(run=run_master)
+
+    agent = commands.add_parser("agent", help="run an agent: tasks as real processes, the v1 executor API")
+    agent_parser(agent)
+    agent.set_defaults(run=run_agent)
 
     cluster = commands.add_parser("cluster", help="a local cluster of processes")
     cluster_commands = cluster.add_subparsers(dest="cluster_command", required=True)
