@@ -26,6 +26,7 @@ import structlog
 
 from mesos_es.agent import checkpoint, estimator, health, isolation, launcher, reconfig
 from mesos_es.agent import tasks as T
+from mesos_es.agent.aio import within
 from mesos_es.agent.config import AgentConfig
 from mesos_es.agent.master_client import MasterClient
 from mesos_es.agent.updates import PendingUpdate, UpdateQueues
@@ -286,6 +287,7 @@ class Agent:
         try:
             await stop.wait()
         finally:
+            self.log.info("agent_stopping")
             for runner in runners:
                 runner.cancel()
             for runner in runners:
@@ -594,6 +596,11 @@ class Agent:
         self._release(task)
         if self.tasks.get(task.key) is not task or T.is_terminal(task.state):
             return
+        if returncode is None and task.killing:
+            await self._update(task, "TASK_KILLED", reason="REASON_EXECUTOR_PREEMPTED" if task.preempted else None,
+                               message="Command killed (its exit status is unknown after an agent restart)",
+                               healthy=False if task.killed_by_health else None)
+            return
         if returncode is None:
             await self._update(task, "TASK_FAILED", reason="REASON_EXECUTOR_TERMINATED",
                                message="Command terminated while the agent was not watching; its exit status is lost",
@@ -652,7 +659,7 @@ class Agent:
 
     async def _expect_subscription(self, executor: Executor, timeout_s: float) -> None:
         try:
-            await asyncio.wait_for(executor.subscribed.wait(), timeout_s)
+            await within(executor.subscribed.wait(), timeout_s)
         except TimeoutError:
             if self.executors.get(executor.key) is executor and executor.handle is not None:
                 self.log.warning("executor_did_not_subscribe", executor_id=executor.executor_id, timeout_s=timeout_s)
@@ -718,7 +725,7 @@ class Agent:
             deadline = self.updates.next_deadline()
             timeout = None if deadline is None else max(0.01, deadline - loop.time())
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                await within(self._wake.wait(), timeout)
 
     async def _on_acknowledge(self, body: dict) -> None:
         framework_id, task_id, uuid = _id(body.get("framework_id")), _id(body.get("task_id")), body.get("uuid")
@@ -834,7 +841,7 @@ class Agent:
         if executor.handle is None:
             return
         try:
-            await asyncio.wait_for(asyncio.shield(executor.handle.exited.wait()),
+            await within(asyncio.shield(executor.handle.exited.wait()),
                                    self.config.executor_shutdown_grace_period_s)
         except TimeoutError:
             executor.handle.signal_group(signal.SIGKILL)

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from mesos_es.agent.aio import within
+
 DEFAULTS = {"delay_seconds": 15.0, "interval_seconds": 10.0, "timeout_seconds": 20.0,
             "consecutive_failures": 3, "grace_period_seconds": 10.0}
 
@@ -91,7 +93,7 @@ async def check_once(health_check: dict, timeout_s: float, cwd: str, env: dict) 
                     session.get(url) as response:
                 return 200 <= response.status < 400, f"HTTP {response.status}"
         port = health_check["tcp"]["port"]
-        _, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), timeout_s)
+        _, writer = await within(asyncio.open_connection("127.0.0.1", port), timeout_s)
         writer.close()
         return True, "connected"
     except TimeoutError:
@@ -112,7 +114,7 @@ async def _command(command: dict, timeout_s: float, cwd: str, env: dict) -> tupl
             argv[0], *argv[1:], executable=command["value"], cwd=cwd, env=env, start_new_session=True,
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
     try:
-        code = await asyncio.wait_for(process.wait(), timeout_s)
+        code = await within(process.wait(), timeout_s)
     except TimeoutError:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)

@@ -13,6 +13,8 @@ import os
 import signal
 from pathlib import Path
 
+from mesos_es.agent.aio import within
+
 
 def process_start_time(pid: int) -> int | None:
     """Field 22 of /proc/<pid>/stat (clock ticks after boot); None if gone or a zombie."""
@@ -89,7 +91,7 @@ class ProcessHandle:
         """SIGTERM to the group, SIGKILL after `grace_s` if the process still runs."""
         self.signal_group(signal.SIGTERM)
         try:
-            await asyncio.wait_for(asyncio.shield(self.exited.wait()), grace_s)
+            await within(asyncio.shield(self.exited.wait()), grace_s)
         except TimeoutError:
             self.signal_group(signal.SIGKILL)
 

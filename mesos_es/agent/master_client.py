@@ -18,6 +18,7 @@ import orjson
 import structlog
 
 from mesos_es import recordio
+from mesos_es.agent.aio import within
 
 PATH = "/api/v1/agent"
 DEFAULT_PING_INTERVAL_S = 5.0
@@ -137,7 +138,7 @@ class MasterClient:
         self.log.info("master_stream_opened", leader=self.leader, stream_id=self.stream_id)
         decoder = recordio.Decoder()
         while True:
-            chunk = await asyncio.wait_for(response.content.readany(), self.ping_interval_s * MISSED_PINGS)
+            chunk = await within(response.content.readany(), self.ping_interval_s * MISSED_PINGS)
             if not chunk:
                 decoder.finish()
                 raise aiohttp.ClientPayloadError("the master closed the stream")

@@ -18,6 +18,7 @@ import aiohttp
 import structlog
 
 from mesos_es.agent import tasks as T
+from mesos_es.agent.aio import within
 from mesos_es.agent.config import AgentConfig
 from mesos_es.agent.master_client import MasterClient
 from mesos_es.agent.updates import UpdateQueues
@@ -167,7 +168,7 @@ class SyntheticAgent:
             deadline = self.updates.next_deadline()
             timeout = None if deadline is None else max(0.01, deadline - loop.time())
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                await within(self._wake.wait(), timeout)
 
     async def run(self) -> None:
         pump = asyncio.create_task(self._pump())
