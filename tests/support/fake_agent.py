@@ -29,8 +29,14 @@ class FakeAgent:
             "hostname": self.hostname, "port": 5051, "resources": self.resources}, "tasks": tasks or []}}
         if self.agent_id:
             body["register"]["agent_id"] = {"value": self.agent_id}
-        response = await self._session.post(f"http://{self.master}/api/v1/agent", data=orjson.dumps(body),
-                                            headers={"Content-Type": "application/json"})
+        async with asyncio.timeout(10):
+            while True:  # a master that has just been elected answers 503 until it leads
+                response = await self._session.post(f"http://{self.master}/api/v1/agent", data=orjson.dumps(body),
+                                                    headers={"Content-Type": "application/json"})
+                if response.status != 503:
+                    break
+                response.release()
+                await asyncio.sleep(0.05)
         assert response.status == 200, await response.text()
         self.stream_id = response.headers["Mesos-Stream-Id"]
         self._reader = asyncio.get_running_loop().create_task(self._read(response))
