@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -33,7 +34,8 @@ class AgentProcess:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.work_dir / "agent.log", "ab")  # noqa: SIM115 - handed to the child
         self.process = subprocess.Popen([*self.argv, *extra], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                        start_new_session=True, preexec_fn=die_with_parent(signal.SIGKILL))
+                                        start_new_session=True,
+                                        preexec_fn=die_with_parent(signal.SIGKILL))  # noqa: PLW1509
         return self
 
     def kill(self) -> None:
@@ -108,7 +110,8 @@ async def test_a_restart_with_changed_resources_follows_the_reconfiguration_poli
         assert agent.process.wait(timeout=10) == 0
         grown = ["--resources", RESOURCES.replace("cpus:2", "cpus:3")]
 
-        refused = subprocess.run([*agent.argv, *grown], capture_output=True, text=True, timeout=60)
+        refused = await asyncio.to_thread(subprocess.run, [*agent.argv, *grown], check=False, capture_output=True,
+                                          text=True, timeout=60)
         assert refused.returncode == 1
         assert "'equal' policy: resources changed" in refused.stderr and "agent.json" in refused.stderr
 
@@ -119,8 +122,8 @@ async def test_a_restart_with_changed_resources_follows_the_reconfiguration_poli
         assert agent.process.wait(timeout=10) == 0
 
         shrunk = ["--resources", RESOURCES.replace("cpus:2", "cpus:1")]
-        refused = subprocess.run([*agent.argv, *shrunk, "--reconfiguration_policy", "additive"],
-                                 capture_output=True, text=True, timeout=60)
+        refused = await asyncio.to_thread(subprocess.run, [*agent.argv, *shrunk, "--reconfiguration_policy", "additive"],
+                                          check=False, capture_output=True, text=True, timeout=60)
         assert refused.returncode == 1 and "not contained" in refused.stderr
 
         # The operator removes the checkpointed id: a new agent.

@@ -1,0 +1,82 @@
+"""Finding the leader, re-registering, pings, stale streams and removal."""
+
+from __future__ import annotations
+
+from tests.agent.conftest import command_task
+from tests.support.fake_master import FakeMaster
+
+
+async def test_the_agent_follows_redirects_to_the_leader_and_back(make_agent):
+    standby = await FakeMaster(name="standby").start()
+    leader = await FakeMaster(name="leader").start()
+    down = FakeMaster(name="down")  # never started: connection refused
+    try:
+        standby.redirect_to = leader.address
+        agent = await make_agent([down, standby])
+        agent_id = await leader.wait_registered()
+        assert standby.requests >= 1 and agent.agent.client.leader == leader.address
+        # Leadership moves: the old leader redirects, and the agent re-registers with its id.
+        standby.redirect_to, leader.redirect_to = None, standby.address
+        leader.close_stream(agent_id)
+        assert await standby.wait_registered() == agent_id
+        assert standby.registrations[-1]["agent_id"] == {"value": agent_id}
+        # Tasks keep flowing through the new leader.
+        standby.run_task(agent_id, command_task("after", "true"))
+        await standby.wait_state("after", "TASK_FINISHED")
+    finally:
+        await standby.stop()
+        await leader.stop()
+
+
+async def test_no_leader_anywhere_means_retrying_until_there_is_one(make_agent):
+    master = await FakeMaster().start()
+    try:
+        master.unavailable = True
+        await make_agent([master])
+        await master.wait_for(lambda: master.requests >= 3, 10, "retries")
+        assert not master.streams
+        master.unavailable = False
+        await master.wait_registered(timeout=10)
+    finally:
+        await master.stop()
+
+
+async def test_pings_are_answered_and_a_silent_stream_is_abandoned(make_agent):
+    master = await FakeMaster(ping_interval_s=0.3).start()
+    try:
+        await make_agent([master])
+        agent_id = await master.wait_registered()
+        master.ping(agent_id)
+        await master.wait_for(lambda: any(c["type"] == "PONG" for c in master.calls), 5, "a PONG")
+        pong = next(c for c in master.calls if c["type"] == "PONG")
+        assert pong["agent_id"] == {"value": agent_id}
+        # No event for 3 ping intervals: the agent registers again, with its id.
+        await master.wait_for(lambda: len(master.registrations) >= 2, 5, "a re-registration")
+        assert master.registrations[1]["agent_id"] == {"value": agent_id}
+    finally:
+        await master.stop()
+
+
+async def test_a_stale_stream_id_makes_the_agent_register_again(master, make_agent):
+    agent = await make_agent([master])
+    agent_id = await master.wait_registered()
+    master.streams[agent_id].stream_id = "changed-behind-its-back"
+    master.ping(agent_id)  # the PONG gets 403
+    await master.wait_for(lambda: len(master.registrations) >= 2, 10, "a re-registration")
+    assert agent.agent.agent_id == agent_id
+
+
+async def test_a_removed_agent_discards_its_state_and_registers_as_new(master, make_agent):
+    agent = await make_agent([master])
+    agent_id = await master.wait_registered()
+    master.run_task(agent_id, command_task("doomed", "sleep 60"))
+    await master.wait_state("doomed", "TASK_RUNNING")
+    pid = agent.agent.tasks[("fw-1", "doomed")].pid
+    master.removed_agents.add(agent_id)
+    master.close_stream(agent_id)
+    await master.wait_for(lambda: len(master.streams) == 1 and agent_id not in master.streams, 10, "a new agent")
+    assert agent.agent.agent_id != agent_id and not agent.agent.tasks
+    assert "agent_id" not in master.registrations[-1] and master.registrations[-1]["tasks"] == []
+    from tests.support.procs import pid_alive
+
+    await master.wait_for(lambda: not pid_alive(pid), 5, "the old task to be killed")
