@@ -6,7 +6,7 @@ import structlog
 from aiohttp import web
 
 from mesos_es.master.context import MasterContext
-from mesos_es.master.http import agents, archive, logs, scheduler, system
+from mesos_es.master.http import agents, archive, logs, operator, scheduler, system
 from mesos_es.master.http.common import MASTER, json_response
 
 log = structlog.get_logger(__name__)
@@ -49,4 +49,5 @@ def build_app(master: MasterContext) -> web.Application:
     archive.add_routes(app)
     scheduler.add_routes(app)
     agents.add_routes(app)
+    operator.add_routes(app)
     return app
