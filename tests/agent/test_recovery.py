@@ -106,12 +106,14 @@ async def test_a_restart_with_changed_resources_follows_the_reconfiguration_poli
     agent = AgentProcess(tmp_path / "agent", master.address).start()
     try:
         agent_id = await master.wait_registered(timeout=20)
+        agent_file = agent.work_dir / "meta" / "agent.json"
+        await master.wait_for(agent_file.exists, 10, "the agent id to be checkpointed")
         agent.process.send_signal(signal.SIGTERM)
         assert agent.process.wait(timeout=10) == 0
         grown = ["--resources", RESOURCES.replace("cpus:2", "cpus:3")]
 
         refused = await asyncio.to_thread(subprocess.run, [*agent.argv, *grown], check=False, capture_output=True,
-                                          text=True, timeout=60)
+                                          text=True, timeout=30)
         assert refused.returncode == 1
         assert "'equal' policy: resources changed" in refused.stderr and "agent.json" in refused.stderr
 
@@ -123,11 +125,11 @@ async def test_a_restart_with_changed_resources_follows_the_reconfiguration_poli
 
         shrunk = ["--resources", RESOURCES.replace("cpus:2", "cpus:1")]
         refused = await asyncio.to_thread(subprocess.run, [*agent.argv, *shrunk, "--reconfiguration_policy", "additive"],
-                                          check=False, capture_output=True, text=True, timeout=60)
+                                          check=False, capture_output=True, text=True, timeout=30)
         assert refused.returncode == 1 and "not contained" in refused.stderr
 
         # The operator removes the checkpointed id: a new agent.
-        (agent.work_dir / "meta" / "agent.json").unlink()
+        agent_file.unlink()
         master.streams.clear()
         agent.start(*shrunk)
         assert await master.wait_registered(timeout=20) != agent_id
