@@ -1,10 +1,13 @@
-"""`mesos-es cluster up`: start masters as child processes and watch them until interrupted.
+"""`mesos-es cluster up`: start masters and agents as child processes and watch them until
+interrupted.
 
 The configuration is the embedded default.toml, overlaid by `--config FILE`, overlaid by
-flags. Each master runs as `python -m mesos_es master` with its own work dir and log file;
-`cluster.json` in the work dir lists them (pids included) for tools and tests. Masters that
-die are reported, not restarted; running `cluster up` again on the same work dir restarts
-the cluster from its files.
+flags. Each master runs as `python -m mesos_es master`, each agent as `python -m mesos_es
+agent` (with an equal slice of the machine), each with its own work dir and log file;
+`cluster.json` in the work dir lists them (pids included) for tools and tests. Processes
+that die are reported, not restarted; running `cluster up` again on the same work dir
+restarts the cluster from its files (agents recover their tasks). On Ctrl-C the agents'
+tasks are killed too.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from mesos_es.master.config import RAFT_PORT_OFFSET, RAFT_SECRET_FILE, write_new
 from mesos_es.processes import die_with_parent, stop_process
 
 STOP_GRACE_S = 10.0
+AGENT_PORT_OFFSET = 100       # agent i listens on base_port + AGENT_PORT_OFFSET + i
+AGENT_PORTS_FIRST = 31000     # agent i offers ports [31000 + 1000 i, 31999 + 1000 i]
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,18 @@ class MasterSpec:
     @property
     def log_file(self) -> Path:
         return self.work_dir / "master.log"
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    id: str
+    http: str
+    work_dir: Path
+    resources: str
+
+    @property
+    def log_file(self) -> Path:
+        return self.work_dir / "agent.log"
 
 
 def load_config(path: Path | None) -> dict:
@@ -59,6 +76,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--masters", type=int, choices=[1, 3, 5], help="number of masters (default 3)")
     parser.add_argument("--base-port", type=int, help="HTTP port of the first master (default 5050)")
     parser.add_argument("--work-dir", type=Path, help="folder for all work dirs (default .mesos-es/cluster)")
+    parser.add_argument("--agents", type=int, help="number of agents, each with a slice of the machine (default 2)")
 
 
 def master_specs(cluster: dict) -> list[MasterSpec]:
@@ -88,7 +106,66 @@ def master_command(spec: MasterSpec, specs: list[MasterSpec], secret_file: Path,
     return command
 
 
-def check_ports_free(specs: list[MasterSpec]) -> None:
+def machine_slice(count: int, work_dir: Path) -> dict[str, float]:
+    """An equal share of the machine for each of `count` agents (at least 0.1 CPU each)."""
+    from mesos_es.agent.config import detect_resources
+
+    whole = detect_resources(work_dir).scalars()
+    cpus = max(0.1, round(whole.get("cpus", 1) / max(1, count), 1))
+    return {"cpus": cpus, **{name: max(1, int(whole.get(name, 0) // max(1, count))) for name in ("mem", "disk")}}
+
+
+def agent_specs(cluster: dict) -> list[AgentSpec]:
+    work_dir = Path(cluster["work_dir"]).resolve()
+    host, base, count = cluster["host"], int(cluster["base_port"]), int(cluster.get("agents", 0))
+    share = machine_slice(count, work_dir) if count else {}
+    specs = []
+    for i in range(count):
+        first = AGENT_PORTS_FIRST + 1000 * i
+        resources = (f"cpus:{share['cpus']:g};mem:{share['mem']:g};disk:{share['disk']:g};"
+                     f"ports:[{first}-{first + 999}]")
+        specs.append(AgentSpec(id=f"agent-{i + 1}", http=f"{host}:{base + AGENT_PORT_OFFSET + i}",
+                               work_dir=work_dir / f"agent-{i + 1}", resources=resources))
+    return specs
+
+
+def agent_command(spec: AgentSpec, masters: list[MasterSpec], config: dict) -> list[str]:
+    host, _, port = spec.http.rpartition(":")
+    command = [
+        sys.executable, "-m", "mesos_es", "agent",
+        "--master", ",".join(m.http for m in masters), "--work_dir", str(spec.work_dir),
+        "--ip", host, "--port", port, "--hostname", host, "--resources", spec.resources,
+        "--attributes", f"agent:{spec.id}", "--log-format", config["cluster"]["log_format"],
+    ]
+    for key, value in config.get("agent", {}).items():
+        command += [f"--{key}", str(value)]
+    return command
+
+
+def kill_agent_tasks(spec: AgentSpec) -> None:
+    """After its agent stopped: SIGKILL the process groups of the tasks it checkpointed."""
+    from mesos_es.agent.checkpoint import read_json
+    from mesos_es.agent.launcher import is_same_process
+
+    try:
+        state = read_json(spec.work_dir / "meta" / "state.json") or {}
+    except (OSError, ValueError):
+        return
+    for item in [*state.get("tasks", []), *state.get("executors", [])]:
+        if is_same_process(item.get("pid"), item.get("pid_start")):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(item["pid"], signal.SIGKILL)
+
+
+def check_ports_free(specs: list[MasterSpec], agents: list[AgentSpec] = ()) -> None:
+    for spec in agents:
+        host, _, port = spec.http.rpartition(":")
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((host, int(port)))
+            except OSError:
+                raise SystemExit(f"mesos-es cluster up: {spec.http} is in use (is another cluster running?)") from None
     for spec in specs:
         for address in (spec.http, spec.raft):
             host, _, port = address.rpartition(":")
@@ -106,9 +183,13 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError, tomllib.TOMLDecodeError) as e:
         print(f"mesos-es cluster up: {e}", file=sys.stderr)
         return 2
-    for key, value in (("masters", args.masters), ("base_port", args.base_port), ("work_dir", args.work_dir)):
+    for key, value in (("masters", args.masters), ("base_port", args.base_port), ("work_dir", args.work_dir),
+                       ("agents", args.agents)):
         if value is not None:
             config["cluster"][key] = str(value) if isinstance(value, Path) else value
+    if int(config["cluster"].get("agents", 0)) < 0:
+        print("mesos-es cluster up: --agents must be 0 or more", file=sys.stderr)
+        return 2
     try:
         return asyncio.run(up(config))
     except KeyboardInterrupt:
@@ -125,7 +206,8 @@ async def up(config: dict) -> int:
     except BlockingIOError:
         print(f"mesos-es cluster up: a cluster is already running on {work_dir}", file=sys.stderr)
         return 1
-    check_ports_free(specs)
+    agents = agent_specs(config["cluster"])
+    check_ports_free(specs, agents)
     secret_file = work_dir / RAFT_SECRET_FILE
     if not secret_file.exists():
         write_new_secret(secret_file)
@@ -137,21 +219,25 @@ async def up(config: dict) -> int:
 
     processes: dict[str, asyncio.subprocess.Process] = {}
     commands = {spec.id: master_command(spec, specs, secret_file, config) for spec in specs}
-    for spec in specs:
+    commands.update({spec.id: agent_command(spec, specs, config) for spec in agents})
+    for spec in [*specs, *agents]:
         spec.work_dir.mkdir(parents=True, exist_ok=True)
-        with open(spec.log_file, "ab") as log_file:
+        with open(spec.log_file, "ab") as log_file:  # noqa: ASYNC230 - a local file, once at start
             processes[spec.id] = await asyncio.create_subprocess_exec(
                 *commands[spec.id],
                 stdin=asyncio.subprocess.DEVNULL, stdout=log_file, stderr=log_file,
-                # If `cluster up` dies, its masters get SIGTERM: none outlives its cluster.
+                # If `cluster up` dies, its masters and agents get SIGTERM: none outlives its cluster.
                 preexec_fn=die_with_parent(signal.SIGTERM),
             )
-    write_cluster_file(work_dir, specs, processes, secret_file, commands)
-    print_table(work_dir, specs, processes)
+    write_cluster_file(work_dir, specs, processes, secret_file, commands, agents)
+    print_table(work_dir, specs, processes, agents)
     try:
-        await watch(specs, processes, stop)
+        await watch([*specs, *agents], processes, stop, masters=specs)
     finally:
-        await stop_all(processes)
+        await stop_all({a.id: processes[a.id] for a in agents})
+        for spec in agents:
+            kill_agent_tasks(spec)
+        await stop_all({m.id: processes[m.id] for m in specs})
         with contextlib.suppress(OSError):
             (work_dir / "cluster.json").unlink()
         os.close(lock)
@@ -159,7 +245,7 @@ async def up(config: dict) -> int:
     return 0
 
 
-def write_cluster_file(work_dir: Path, specs, processes, secret_file: Path, commands: dict) -> None:
+def write_cluster_file(work_dir: Path, specs, processes, secret_file: Path, commands: dict, agents=()) -> None:
     data = {
         "work_dir": str(work_dir),
         "raft_secret_file": str(secret_file),
@@ -169,22 +255,31 @@ def write_cluster_file(work_dir: Path, specs, processes, secret_file: Path, comm
              "work_dir": str(s.work_dir), "log": str(s.log_file), "argv": commands[s.id]}
             for s in specs
         ],
+        "agents": [
+            {"id": a.id, "http": a.http, "pid": processes[a.id].pid, "resources": a.resources,
+             "work_dir": str(a.work_dir), "log": str(a.log_file), "argv": commands[a.id]}
+            for a in agents
+        ],
     }
     tmp = work_dir / "cluster.json.tmp"
     tmp.write_text(json.dumps(data, indent=2) + "\n")
     os.replace(tmp, work_dir / "cluster.json")
 
 
-def print_table(work_dir: Path, specs, processes) -> None:
-    print(f"mesos-es cluster: {len(specs)} master(s), work dir {work_dir}")
+def print_table(work_dir: Path, specs, processes, agents=()) -> None:
+    print(f"mesos-es cluster: {len(specs)} master(s), {len(agents)} agent(s), work dir {work_dir}")
     print(f"  {'id':<10} {'http':<24} {'raft':<18} {'pid':<8} log")
     for s in specs:
         print(f"  {s.id:<10} {'http://' + s.http:<24} {s.raft:<18} {processes[s.id].pid:<8} {s.log_file}")
+    for a in agents:
+        print(f"  {a.id:<10} {'http://' + a.http:<24} {'-':<18} {processes[a.id].pid:<8} {a.log_file}")
+        print(f"  {'':<10} resources {a.resources}")
     print("Press Ctrl-C to stop.", flush=True)
 
 
-async def watch(specs: list[MasterSpec], processes, stop: asyncio.Event) -> None:
-    """Report the leader as it changes and masters as they exit, until stopped."""
+async def watch(specs: list, processes, stop: asyncio.Event, masters: list[MasterSpec] | None = None) -> None:
+    """Report the leader as it changes and masters and agents as they exit, until stopped."""
+    masters = specs if masters is None else masters
     exited: set[str] = set()
     leader_seen = None
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1)) as session:
@@ -194,10 +289,10 @@ async def watch(specs: list[MasterSpec], processes, stop: asyncio.Event) -> None
                 if code is not None and spec.id not in exited:
                     exited.add(spec.id)
                     print(f"{spec.id} exited with status {code} (log: {spec.log_file})", flush=True)
-            leader = await current_leader(session, [s for s in specs if s.id not in exited])
+            leader = await current_leader(session, [s for s in masters if s.id not in exited])
             if leader and leader != leader_seen:
                 leader_seen = leader
-                name = next((s.id for s in specs if s.http == leader), leader)
+                name = next((s.id for s in masters if s.http == leader), leader)
                 print(f"leader: {name} (http://{leader})", flush=True)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=0.5)
@@ -211,7 +306,7 @@ async def current_leader(session, specs: list[MasterSpec]) -> str | None:
                     leader = (await response.json()).get("leader")
                     if leader:
                         return leader
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError, ValueError):
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError):
             continue
     return None
 

@@ -67,3 +67,40 @@ def test_the_command_line_reports_bad_flags_without_a_traceback(tmp_path):
     assert "bad address" in result.stderr and "Traceback" not in result.stderr
     result = subprocess.run([sys.executable, "-m", "mesos_es", "--version"], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "mesos-es 0.1.0"
+
+
+def test_the_default_cluster_has_two_agents_each_with_a_slice_of_the_machine(tmp_path):
+    from mesos_es.cli import agent_config
+    from mesos_es.cluster.up import agent_command, agent_specs, machine_slice
+    from mesos_es.core import resources as res
+
+    config = load_config(None)
+    config["cluster"]["work_dir"] = str(tmp_path)
+    agents = agent_specs(config["cluster"])
+    assert [a.http for a in agents] == ["127.0.0.1:5150", "127.0.0.1:5151"]
+    share = machine_slice(2, tmp_path)
+    parsed = [res.parse_text(a.resources) for a in agents]
+    assert all(p.scalar("cpus") == share["cpus"] and p.scalar("mem") == share["mem"] for p in parsed)
+    assert [res.to_text(p.filter(lambda k: k.name == "ports")) for p in parsed] == [
+        "ports:[31000-31999]", "ports:[32000-32999]"]
+    masters = master_specs(config["cluster"])
+    argv = agent_command(agents[1], masters, config)
+    args = build_parser().parse_args(argv[3:])
+    agent = agent_config(args)
+    assert agent.masters == ("127.0.0.1:5050", "127.0.0.1:5051", "127.0.0.1:5052")
+    assert agent.port == 5151 and agent.work_dir == tmp_path / "agent-2"
+    assert agent.resources == parsed[1] and agent.reconfiguration_policy == "equal"
+
+
+def test_agent_flags_accept_mesos_names_dashed_aliases_and_durations(tmp_path):
+    from mesos_es.cli import agent_config
+
+    args = build_parser().parse_args([
+        "agent", "--master", "h:5050", "--work-dir", str(tmp_path), "--resources", "cpus:3",
+        "--executor_registration_timeout", "2mins", "--executor-shutdown-grace-period", "500ms"])
+    config = agent_config(args)
+    assert config.resources.scalar("cpus") == 3 and config.resources.scalar("mem") > 0  # the rest is detected
+    assert config.executor_registration_timeout_s == 120 and config.executor_shutdown_grace_period_s == 0.5
+    result = subprocess.run([sys.executable, "-m", "mesos_es", "agent", "--master", "nonsense",
+                             "--work_dir", str(tmp_path)], check=False, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "bad master address" in result.stderr and "Traceback" not in result.stderr
