@@ -79,7 +79,7 @@ class Task:
         return cls(**obj)
 
 
-@dataclass
+@dataclass(eq=False)
 class Executor:
     framework_id: str
     executor_id: str
@@ -143,6 +143,7 @@ class Agent:
         self._session_factory = session_factory
         self._wake = asyncio.Event()
         self._background: set[asyncio.Task] = set()
+        self._terminating: set[Executor] = set()   # shut down, not yet exited
         self._base_env = launcher.base_environment()
         self.started = asyncio.Event()
 
@@ -306,9 +307,38 @@ class Agent:
                 self.checkpointer.save_now()
             await session.close()
 
+    async def unregister(self) -> None:
+        """Graceful decommission (SIGUSR1, as Mesos): kill every task and executor, tell the
+        master (UNREGISTER: it reports the tasks lost), forget the agent id and state."""
+        self.log.info("agent_unregistering", tasks=len(self.tasks), executors=len(self.executors))
+        handles = []
+        for task in list(self.tasks.values()):
+            if task.handle is not None and not T.is_terminal(task.state):
+                task.killing = True
+                handles.append(task.handle)
+                self.spawn(self._kill_process(task, self._grace(task, None)))
+        for executor in list(self.executors.values()):
+            if executor.handle is not None:
+                handles.append(executor.handle)
+            self.spawn(self.shutdown_executor(executor))
+        if handles:
+            with contextlib.suppress(TimeoutError):
+                await within(asyncio.gather(*(h.exited.wait() for h in handles)),
+                             self.config.default_kill_grace_period_s + self.config.executor_shutdown_grace_period_s + 1)
+        if self.client is not None:
+            await self.client.call({"type": "UNREGISTER", "unregister": {}})
+        self.kill_everything()
+        self.tasks.clear()
+        self.executors.clear()
+        self.frameworks.clear()
+        self.updates = UpdateQueues(*self.config.update_backoff_s)
+        self.agent_id = None
+        for name in ("agent.json", "state.json"):
+            (self.meta / name).unlink(missing_ok=True)
+
     def kill_everything(self) -> None:
         """Tests and `--synthetic` teardown: SIGKILL every task and executor process group."""
-        for item in [*self.tasks.values(), *self.executors.values()]:
+        for item in [*self.tasks.values(), *self.executors.values(), *self._terminating]:
             if launcher.is_same_process(item.pid, item.pid_start) or (item.handle and item.handle.child):
                 with contextlib.suppress(ProcessLookupError, PermissionError, TypeError):
                     os.killpg(item.pid, signal.SIGKILL)
@@ -319,7 +349,7 @@ class Agent:
             "protocol": PROTOCOL_VERSION,
             "agent_info": self.agent_info,
             "tasks": [self._task_json(t) for t in self.tasks.values()],
-            "executors": [e.info for e in self.executors.values()],
+            "executors": [{**e.info, "framework_id": {"value": e.framework_id}} for e in self.executors.values()],
             "frameworks": [self.frameworks[f] for f in sorted(self.frameworks)],
         }
         if self.agent_id:
@@ -789,7 +819,8 @@ class Agent:
             kill = {"task_id": {"value": task.task_id}}
             if kill_policy:
                 kill["kill_policy"] = kill_policy
-            executor.send({"type": "KILL", "kill": kill})
+            if not executor.send({"type": "KILL", "kill": kill}):
+                executor.queued.append({"type": "KILL", "kill": kill})  # delivered when it (re)subscribes
             return
         first = not task.killing
         task.killing = True
@@ -840,11 +871,13 @@ class Agent:
         executor.send({"type": "SHUTDOWN"})
         if executor.handle is None:
             return
+        self._terminating.add(executor)
         try:
             await within(asyncio.shield(executor.handle.exited.wait()),
                                    self.config.executor_shutdown_grace_period_s)
         except TimeoutError:
             executor.handle.signal_group(signal.SIGKILL)
+        self._terminating.discard(executor)
         if executor.stream is not None:
             executor.stream.put_nowait(None)
         await self.save()

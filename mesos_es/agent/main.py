@@ -1,7 +1,8 @@
 """`mesos-es agent`: recover, serve the executor API, register, run until SIGTERM/SIGINT.
 
 On SIGTERM the agent exits and leaves its tasks running (as a Mesos agent does); started
-again on the same work dir it re-attaches to them.
+again on the same work dir it re-attaches to them. On SIGUSR1 it kills its tasks,
+unregisters from the master, forgets its id and exits (a decommission).
 """
 
 from __future__ import annotations
@@ -42,6 +43,12 @@ async def serve(config: AgentConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+
+    async def decommission() -> None:
+        await agent.unregister()
+        stop.set()
+
+    loop.add_signal_handler(signal.SIGUSR1, lambda: agent.spawn(decommission()))
     log.info("agent_started", port=config.port, work_dir=str(config.work_dir), masters=list(config.masters),
              resources=agent.agent_info["resources"], agent_id=agent.agent_id)
     try:

@@ -22,6 +22,10 @@ class Echo(Executor):
         self.tasks.append(task["task_id"])
         driver.sendStatusUpdate({"task_id": task["task_id"], "state": "TASK_RUNNING", "message": "running"})
 
+    def launchTaskGroup(self, driver, tasks):
+        for task in tasks:
+            self.launchTask(driver, task)
+
     def killTask(self, driver, task_id):
         self.tasks.remove(task_id)
         driver.sendStatusUpdate({"task_id": task_id, "state": "TASK_KILLED", "message": "killed by the executor"})

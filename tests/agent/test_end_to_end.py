@@ -11,7 +11,7 @@ import threading
 import pytest
 from pymesos import MesosSchedulerDriver, Scheduler, encode_data
 
-from tests.agent.conftest import agent_config, RunningAgent
+from tests.agent.conftest import RunningAgent, agent_config
 from tests.agent.test_executor_api import EXECUTOR
 from tests.support.inprocess import InProcessMasters
 

@@ -76,3 +76,22 @@ async def test_the_executor_api_rejects_unknown_executors(master, make_agent):
             assert response.status == 400 and "unknown executor" in await response.text()
         async with session.post(url, data=b"{nope") as response:
             assert response.status == 400
+
+
+async def test_a_task_group_goes_to_its_executor_with_launch_group(master, make_agent):
+    await make_agent([master])
+    agent_id = await master.wait_registered()
+    executor = executor_task("unused")["executor"]
+    group = [command_task(f"g{i}", "unused") for i in range(2)]
+    for task in group:
+        del task["command"]
+        task["agent_id"] = {"value": agent_id}
+    master.push(agent_id, {"type": "RUN_TASK_GROUP", "run_task_group": {
+        "framework_info": {"id": {"value": "fw-1"}, "name": "test", "user": "root"},
+        "executor": executor, "task_group": {"tasks": group}}})
+    for task_id in ("g0", "g1"):
+        await master.wait_state(task_id, "TASK_RUNNING", timeout=20)
+    master.message(agent_id, "echo", b"finish")
+    for task_id in ("g0", "g1"):
+        await master.wait_state(task_id, "TASK_FINISHED")
+    master.shutdown_framework(agent_id)

@@ -80,3 +80,18 @@ async def test_a_removed_agent_discards_its_state_and_registers_as_new(master, m
     from tests.support.procs import pid_alive
 
     await master.wait_for(lambda: not pid_alive(pid), 5, "the old task to be killed")
+
+
+async def test_unregister_kills_the_tasks_and_forgets_the_agent(master, make_agent):
+    from tests.support.procs import pid_alive
+
+    agent = await make_agent([master])
+    agent_id = await master.wait_registered()
+    master.run_task(agent_id, command_task("going", "sleep 60"))
+    await master.wait_state("going", "TASK_RUNNING")
+    await master.wait_for(lambda: (agent.config.work_dir / "meta" / "agent.json").exists(), 5, "the id on disk")
+    pid = agent.agent.tasks[("fw-1", "going")].pid
+    await agent.agent.unregister()
+    assert any(c["type"] == "UNREGISTER" and c["agent_id"] == {"value": agent_id} for c in master.calls)
+    assert not pid_alive(pid) and not agent.agent.tasks
+    assert not (agent.config.work_dir / "meta" / "agent.json").exists()

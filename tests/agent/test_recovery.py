@@ -16,7 +16,7 @@ import pytest
 from mesos_es.processes import die_with_parent
 from tests.agent.conftest import RESOURCES, command_task
 from tests.support.ports import free_port_block
-from tests.support.procs import pid_alive
+from tests.support.procs import pid_alive, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -50,7 +50,8 @@ class AgentProcess:
             self.process.kill()
             self.process.wait(timeout=10)
         with contextlib.suppress(FileNotFoundError, ValueError):
-            for task in self.state()["tasks"]:
+            state = self.state()
+            for task in state["tasks"] + state["executors"]:
                 if task.get("pid"):
                     with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.killpg(task["pid"], signal.SIGKILL)
@@ -133,5 +134,41 @@ async def test_a_restart_with_changed_resources_follows_the_reconfiguration_poli
         master.streams.clear()
         agent.start(*shrunk)
         assert await master.wait_registered(timeout=20) != agent_id
+    finally:
+        agent.cleanup()
+
+
+async def test_a_pymesos_executor_reconnects_to_a_restarted_agent(master, tmp_path):
+    import aiohttp
+
+    from tests.agent.test_executor_api import executor_task
+
+    agent = AgentProcess(tmp_path / "agent", master.address).start("--executor_reregistration_timeout", "30secs")
+    try:
+        agent_id = await master.wait_registered(timeout=20)
+        master.run_task(agent_id, executor_task("x1"), checkpoint=True)
+        await master.wait_state("x1", "TASK_RUNNING", timeout=20)
+        executor_pid = agent.state()["executors"][0]["pid"]
+        agent.kill()
+        master.streams.clear()
+        agent.start("--executor_reregistration_timeout", "30secs")
+        assert await master.wait_registered(timeout=20) == agent_id
+        assert pid_alive(executor_pid)
+
+        async def resubscribed():
+            try:
+                async with aiohttp.ClientSession() as session, \
+                        session.get(f"http://127.0.0.1:{agent.port}/state") as response:
+                    executors = (await response.json())["executors"]
+                    return executors and executors[0]["subscribed"]
+            except aiohttp.ClientError:
+                return False
+
+        await wait_until(resubscribed, 30, interval=0.2, what="the executor to re-subscribe")
+        master.message(agent_id, "echo", b"finish")
+        await master.wait_state("x1", "TASK_FINISHED", timeout=10)
+        assert master.states("x1") == ["TASK_RUNNING", "TASK_FINISHED"]
+        master.shutdown_framework(agent_id)
+        await master.wait_for(lambda: not pid_alive(executor_pid), 15, "the executor to exit")
     finally:
         agent.cleanup()

@@ -42,3 +42,23 @@ async def test_synthetic_agents_register_and_run_tasks_on_a_schedule(master, tmp
         stop.set()
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(runner, 10)
+
+
+async def test_the_command_line_runs_synthetic_agents(master, tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    process = subprocess.Popen(  # noqa: ASYNC220 - started once
+        [sys.executable, "-m", "mesos_es", "agent", "--synthetic", "5", "--master", master.address,
+         "--work_dir", str(tmp_path), "--resources", "cpus:8;mem:16384;disk:1000", "--log-format", "json"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        await master.wait_registered(count=5, timeout=20)
+        assert {r["agent_info"]["resources"][0]["name"] for r in master.registrations} == {"cpus"}
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(process.wait, 10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
