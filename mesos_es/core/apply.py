@@ -35,7 +35,12 @@ def apply(state: State, position: int, event: events_pb2.Event) -> Outcome:
         raise OutOfOrder(f"expected position {state.position + 1}, got {position}")
     kind = event.WhichOneof("kind")
     applier = APPLIERS.get(kind) if kind else None
-    outcome = applier(state, position, event) if applier else Ignored(kind or "unknown")
+    try:
+        outcome = applier(state, position, event) if applier else Ignored(kind or "unknown")
+    except Exception as e:  # noqa: BLE001 - a bug in an applier must not stop the fold
+        # Every replica runs the same code on the same event and fails the same way, so
+        # recording the failure keeps them identical; raising would wedge all of them.
+        outcome = Rejected(f"applier for {kind} failed: {type(e).__name__}: {e}")
     state.position = position
     return outcome
 

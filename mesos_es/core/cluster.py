@@ -13,6 +13,7 @@ come from the event, and a stale or conflicting event is a deterministic `Reject
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -44,6 +45,12 @@ def legal_transition(old: int, new: int) -> bool:
     return True
 
 
+def _scalars(resources: Resources) -> Resources:
+    """Only the scalar part: sums across agents of ranges or sets (ports) are meaningless,
+    as the same port range on two agents would merge into one."""
+    return Resources({k: v for k, v in resources.items() if isinstance(v, int)})
+
+
 @dataclass
 class ClusterIndex:
     """Derived sums; rebuilt from the message after a snapshot, kept up to date by appliers."""
@@ -51,7 +58,7 @@ class ClusterIndex:
     agent_total: dict[str, Resources] = field(default_factory=dict)
     agent_used: dict[str, Resources] = field(default_factory=lambda: defaultdict(Resources))
     agent_offered: dict[str, Resources] = field(default_factory=lambda: defaultdict(Resources))
-    # framework -> role -> resources held (active tasks and outstanding offers)
+    # framework -> role -> scalar resources held (active tasks and outstanding offers)
     allocated: dict[str, dict[str, Resources]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(Resources)))
     # agent -> {(framework, task)} of its active tasks
     agent_tasks: dict[str, set[tuple[str, str]]] = field(default_factory=lambda: defaultdict(set))
@@ -90,7 +97,7 @@ class ClusterIndex:
     # -- bookkeeping used by the appliers ---------------------------------------------------
     def hold_task(self, framework_id, task_id, agent_id, role, resources: Resources) -> None:
         self.agent_used[agent_id] = self.agent_used[agent_id] + resources
-        self.allocated[framework_id][role] = self.allocated[framework_id][role] + resources
+        self.allocated[framework_id][role] = self.allocated[framework_id][role] + _scalars(resources)
         self.agent_tasks[agent_id].add((framework_id, task_id))
         self.task_resources[(framework_id, task_id)] = resources
 
@@ -99,18 +106,20 @@ class ClusterIndex:
         if resources is None:
             return
         self.agent_used[agent_id] = self.agent_used[agent_id] - resources
-        self.allocated[framework_id][role] = self.allocated[framework_id][role] - resources
+        self.allocated[framework_id][role] = self.allocated[framework_id][role] - _scalars(resources)
         self.agent_tasks[agent_id].discard((framework_id, task_id))
 
     def hold_offer(self, offer: mesos_pb2.Offer, resources: Resources) -> None:
         self.agent_offered[offer.agent_id] = self.agent_offered[offer.agent_id] + resources
-        self.allocated[offer.framework_id][offer.role] = self.allocated[offer.framework_id][offer.role] + resources
+        self.allocated[offer.framework_id][offer.role] = (self.allocated[offer.framework_id][offer.role]
+                                                          + _scalars(resources))
         self.offered_pairs.add((offer.framework_id, offer.agent_id))
 
     def release_offer(self, offer: mesos_pb2.Offer) -> Resources:
         resources = resources_from_proto(offer.resources)
         self.agent_offered[offer.agent_id] = self.agent_offered[offer.agent_id] - resources
-        self.allocated[offer.framework_id][offer.role] = self.allocated[offer.framework_id][offer.role] - resources
+        self.allocated[offer.framework_id][offer.role] = (self.allocated[offer.framework_id][offer.role]
+                                                          - _scalars(resources))
         self.offered_pairs.discard((offer.framework_id, offer.agent_id))
         return resources
 
@@ -122,6 +131,16 @@ def _master_status(task_id: str, agent_id: str, state: int, reason: str, message
     """A status update the master generates itself (no uuid: nothing to acknowledge)."""
     return mesos_pb2.TaskStatus(task_id=task_id, state=state, source="SOURCE_MASTER", reason=reason,
                                 message=message, timestamp=ts_ms / 1000, agent_id=agent_id, executor_id=executor_id)
+
+
+def _parse(items) -> Resources | None:
+    """Resources carried by an event, or None when they are malformed (negative, NaN, empty
+    ranges, one name with two types). The HTTP layer refuses such resources, so only a buggy
+    leader writes them; every replica then rejects the event alike instead of raising."""
+    try:
+        return resources_from_proto(items)
+    except ResourceError:
+        return None
 
 
 def _remove_offer(state, offer_id: str) -> mesos_pb2.Offer | None:
@@ -154,7 +173,7 @@ def _set_filters(cluster: state_pb2.Cluster, filters: list[state_pb2.Filter]) ->
 def _add_filter(state, framework_id: str, agent_id: str, resources: Resources, refuse_seconds: float,
                 ts_ms: int) -> None:
     refuse = min(refuse_seconds, MAX_REFUSE_SECONDS)
-    if refuse <= 0 or not resources:
+    if not refuse > 0 or not resources:  # NaN too: int(NaN) would raise
         return
     kept = [f for f in state.cluster.filters if f.expires_ms > ts_ms]  # expired ones go on the way
     kept.append(state_pb2.Filter(framework_id=framework_id, agent_id=agent_id,
@@ -345,12 +364,15 @@ def apply_agent_registered(state, position: int, event: events_pb2.Event) -> Out
     cluster = state.cluster
     if not e.agent_id or e.agent_id in cluster.agents or e.agent_id in cluster.removed_agents:
         return Rejected(f"agent id {e.agent_id!r} is taken")
+    total = _parse(e.agent_info.resources)
+    if total is None:
+        return Rejected("malformed agent resources")
     agent = cluster.agents[e.agent_id]
     agent.id = e.agent_id
     agent.info.CopyFrom(e.agent_info)
     agent.reachable = True
     agent.registered_at_ms = event.timestamp_ms
-    state.index.agent_total[e.agent_id] = resources_from_proto(e.agent_info.resources)
+    state.index.agent_total[e.agent_id] = total
     return Applied()
 
 
@@ -360,7 +382,9 @@ def apply_agent_reregistered(state, position: int, event: events_pb2.Event) -> O
     if e.agent_id in cluster.removed_agents:
         return Rejected(f"agent {e.agent_id} was removed")
     index = state.index
-    new_total = resources_from_proto(e.agent_info.resources)
+    new_total = _parse(e.agent_info.resources)
+    if new_total is None:
+        return Rejected("malformed agent resources")
     if not new_total.contains(index.agent_used[e.agent_id]):
         return Rejected("the agent's resources no longer cover its tasks")
     effects: list[fx.Effect] = _rescind_where(state, lambda offer: offer.agent_id == e.agent_id)
@@ -446,8 +470,8 @@ def apply_offers_made(state, position: int, event: events_pb2.Event) -> Outcome:
     for offer in event.offers_made.offers:
         framework = cluster.frameworks.get(offer.framework_id)
         agent = cluster.agents.get(offer.agent_id)
-        resources = resources_from_proto(offer.resources)
-        if (framework is None or not framework.connected or agent is None or not agent.reachable
+        resources = _parse(offer.resources)
+        if (framework is None or resources is None or not framework.connected or agent is None or not agent.reachable
                 or offer.id in cluster.offers or (offer.framework_id, offer.agent_id) in index.offered_pairs
                 or offer.role not in framework.info.roles or not resources
                 or not index.available(offer.agent_id).contains(resources)):
@@ -547,9 +571,13 @@ def apply_offers_accepted(state, position: int, event: events_pb2.Event) -> Outc
             group = [t for t in op.task_infos]
             executor_resources = EMPTY
             errors = op.error or _launch_errors(framework, group, agent_id)
+            parsed = [_parse(t.resources) for t in group]
             wanted = EMPTY
-            for t in group:
-                wanted = wanted + resources_from_proto(t.resources)
+            try:
+                for resources in parsed:
+                    wanted = wanted + resources
+            except (TypeError, ResourceError):  # None, or one name with two types
+                errors = errors or "malformed task resources"
             why = errors or _fit(pool, wanted, role)
             if why:
                 for t in group:
@@ -557,7 +585,7 @@ def apply_offers_accepted(state, position: int, event: events_pb2.Event) -> Outc
                         t.task_id, agent_id, S.TASK_ERROR, "REASON_TASK_INVALID", why, ts, t.executor_id)))
                 continue
             pool = pool - wanted - executor_resources
-            for t in group:
+            for t, resources in zip(group, parsed, strict=True):
                 task = framework.tasks[t.task_id]
                 task.info.CopyFrom(t)
                 task.info.agent_id = agent_id
@@ -567,25 +595,26 @@ def apply_offers_accepted(state, position: int, event: events_pb2.Event) -> Outc
                 task.launched_at_ms = ts
                 task.latest_status.CopyFrom(_master_status(t.task_id, agent_id, S.TASK_STAGING, "", "", ts,
                                                            t.executor_id))
-                index.hold_task(e.framework_id, t.task_id, agent_id, role, resources_from_proto(t.resources))
+                index.hold_task(e.framework_id, t.task_id, agent_id, role, resources)
             if op.type == "LAUNCH":
                 effects.extend(fx.RunTask(agent_id, e.framework_id, t.task_id) for t in group)
             else:
                 effects.append(fx.RunTaskGroup(agent_id, e.framework_id, tuple(t.task_id for t in group),
                                                op.executor_json))
         elif op.type in ("RESERVE", "UNRESERVE"):
-            target = resources_from_proto(op.resources)
-            try:
-                source = target.pop_reservation() if op.type == "RESERVE" else target
-                result = target if op.type == "RESERVE" else target.pop_reservation()
-            except IndexError:
-                continue
-            if not target or not pool.contains(source) or any(
+            # An invalid reservation changes nothing (Mesos drops the operation).
+            change = _reservation_sides(_parse(op.resources), reserve=op.type == "RESERVE")
+            if change is None or not pool.contains(change[0]) or any(
                     op.type == "RESERVE" and k.role not in (role,) and not k.role.startswith(role + "/")
-                    for k in target):
-                continue  # an invalid reservation changes nothing (Mesos drops the operation)
-            pool = pool - source + result
-            index.agent_total[agent_id] = index.agent_total[agent_id] - source + result
+                    for k in change[1]):
+                continue
+            source, result = change
+            try:
+                new_pool = pool - source + result
+                new_total = index.agent_total[agent_id] - source + result
+            except ResourceError:  # a kind that would hold a scalar and ranges
+                continue
+            pool, index.agent_total[agent_id] = new_pool, new_total
             cluster.agents[agent_id].info.ClearField("resources")
             cluster.agents[agent_id].info.resources.extend(resources_to_proto(index.agent_total[agent_id]))
     _add_filter(state, e.framework_id, agent_id, pool, DEFAULT_REFUSE_SECONDS if e.refuse_seconds < 0
@@ -679,6 +708,10 @@ def apply_framework_message_relayed(state, position: int, event: events_pb2.Even
 
 def apply_quota_updated(state, position: int, event: events_pb2.Event) -> Outcome:
     for config in event.quota_updated.configs:
+        # The leader's allocator parses quotas every cycle: a malformed one must not get in.
+        if _parse(config.guarantees) is None or _parse(config.limits) is None:
+            return Rejected(f"malformed quota for role {config.role!r}")
+    for config in event.quota_updated.configs:
         role = state.cluster.roles[config.role]
         role.name = config.role
         if not role.weight:
@@ -692,8 +725,8 @@ def apply_quota_updated(state, position: int, event: events_pb2.Event) -> Outcom
 
 def apply_weights_updated(state, position: int, event: events_pb2.Event) -> Outcome:
     for w in event.weights_updated.weights:
-        if w.weight <= 0:
-            return Rejected(f"weight of {w.role!r} must be positive")
+        if not 0 < w.weight < math.inf:  # also refuses NaN
+            return Rejected(f"weight of {w.role!r} must be positive and finite")
     for w in event.weights_updated.weights:
         role = state.cluster.roles[w.role]
         role.name = w.role
@@ -701,21 +734,24 @@ def apply_weights_updated(state, position: int, event: events_pb2.Event) -> Outc
     return Applied()
 
 
+def _reservation_sides(target: Resources | None, reserve: bool) -> tuple[Resources, Resources] | None:
+    """(what a RESERVE / UNRESERVE of `target` takes, what it gives), or None when `target` is
+    malformed, empty, or a resource in it does not end in a dynamic reservation (static
+    reservations are the agent's configuration: only the agent changes them)."""
+    if not target or any(not k.reservations or k.reservations[-1].type != "DYNAMIC" for k in target):
+        return None
+    return (target.pop_reservation(), target) if reserve else (target, target.pop_reservation())
+
+
 def _reservation_change(state, agent_id: str, resources, reserve: bool) -> Outcome:
     index = state.index
     agent = state.cluster.agents.get(agent_id)
     if agent is None:
         return Rejected("unknown agent")
-    target = resources_from_proto(resources)
-    try:
-        if reserve:
-            source, result = target.pop_reservation(), target
-        else:
-            source, result = target, target.pop_reservation()
-    except IndexError:
-        return Rejected("resources without a reservation")
-    if not target or any(not k.reservations for k in target):
-        return Rejected("resources must carry the reservation")
+    change = _reservation_sides(_parse(resources), reserve)
+    if change is None:
+        return Rejected("resources must be well formed and end in a dynamic reservation")
+    source, result = change
     if not index.available(agent_id).contains(source):
         return Rejected("the agent does not have these resources available")
     try:
