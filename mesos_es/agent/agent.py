@@ -745,16 +745,21 @@ class Agent:
         loop = asyncio.get_running_loop()
         while True:
             self._wake.clear()
+            now = loop.time()
             if self.client is not None and self.client.registered.is_set():
-                now = loop.time()
                 for update in self.updates.due(now):
                     self.updates.sent(update, now)
                     self.client.spawn(self.client.call({
                         "type": "UPDATE",
                         "update": {"framework_id": {"value": update.framework_id}, "status": update.status}}))
             deadline = self.updates.next_deadline()
+            if any(not u.saved for u in self.updates.all()):
+                # A checkpoint failed (disk full?): retry it every second; the updates it
+                # holds are sent once it succeeds.
+                self.spawn(self.save())
+                deadline = min(deadline, now + 1.0) if deadline is not None else now + 1.0
             timeout = None if deadline is None else max(0.01, deadline - loop.time())
-            with contextlib.suppress(asyncio.TimeoutError):
+            with contextlib.suppress(TimeoutError):
                 await within(self._wake.wait(), timeout)
 
     async def _on_acknowledge(self, body: dict) -> None:

@@ -48,3 +48,24 @@ async def test_a_second_launch_of_the_same_task_id_is_ignored(master, make_agent
     master.run_task(agent_id, command_task("once", "sleep 0.5"))
     await master.wait_state("once", "TASK_FINISHED")
     assert master.states("once") == ["TASK_STARTING", "TASK_RUNNING", "TASK_FINISHED"]
+
+
+async def test_a_failing_checkpoint_delays_updates_but_loses_none(master, make_agent, monkeypatch):
+    import errno
+
+    from mesos_es.agent import checkpoint
+
+    await make_agent([master])
+    agent_id = await master.wait_registered()
+    real, failures = checkpoint.atomic_write, []
+
+    def flaky(path, data):
+        if len(failures) < 3:
+            failures.append(path)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(path, data)
+
+    monkeypatch.setattr(checkpoint, "atomic_write", flaky)
+    master.run_task(agent_id, command_task("patient", "true"))
+    await master.wait_state("patient", "TASK_FINISHED", timeout=15)
+    assert len(failures) == 3 and master.states("patient") == ["TASK_STARTING", "TASK_RUNNING", "TASK_FINISHED"]
