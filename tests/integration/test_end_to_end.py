@@ -1,17 +1,14 @@
-"""End to end with real processes: three masters (`mesos-es cluster up`), two agents
-(`mesos-es agent`), and two frameworks, the unmodified pymesos driver and our own client,
+"""End to end with real processes: `mesos-es cluster up` (three masters, two agents), and
+two frameworks, the unmodified pymesos driver and our own client,
 each running real command tasks to TASK_FINISHED and acknowledging every update."""
 
 import asyncio
-import subprocess
-import sys
 import threading
 
 import pytest
 from pymesos import MesosSchedulerDriver, Scheduler
 
 from mesos_es.client.scheduler import SchedulerClient, launch, scalar
-from tests.support.ports import free_port_block
 
 pytestmark = pytest.mark.slow
 
@@ -19,25 +16,11 @@ FAST = {"allocation_interval_s": 0.2, "journal_sync": "none"}
 
 
 @pytest.fixture
-async def cluster(make_cluster, tmp_path):
-    cluster = await make_cluster(master_flags=FAST).start()
-    agents = []
-    base = free_port_block(2, (0,))
-    for i in range(2):
-        log = open(tmp_path / f"agent-{i}.log", "wb")
-        agents.append(subprocess.Popen(
-            [sys.executable, "-m", "mesos_es", "agent", "--master", ",".join(cluster.urls()),
-             "--port", str(base + i), "--work_dir", str(tmp_path / f"agent-{i}"),
-             "--resources", "cpus:2;mem:512;disk:1000", "--log-format", "json"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
-    yield cluster
-    for agent in agents:
-        agent.terminate()
-    for agent in agents:
-        try:
-            agent.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            agent.kill()
+async def cluster(make_cluster):
+    """`mesos-es cluster up` with three masters and two agents, as `make run` starts it."""
+    cluster = await make_cluster(master_flags=FAST, agents=2).start()
+    await cluster.wait_for_agents(2)
+    return cluster
 
 
 class Runner(Scheduler):

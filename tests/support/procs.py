@@ -42,12 +42,14 @@ def pid_alive(pid: int) -> bool:
 
 
 class ProcessCluster:
-    def __init__(self, work_dir: Path, masters: int = 3, master_flags: dict | None = None, env: dict | None = None):
+    def __init__(self, work_dir: Path, masters: int = 3, master_flags: dict | None = None, env: dict | None = None,
+                 agents: int = 0):
         self.work_dir = Path(work_dir)
         self.count = masters
+        self.agents = agents  # `cluster up` puts agent i on base port + 100 + i
         self.master_flags = master_flags or {}
         self.env = {**os.environ, **(env or {})}
-        self.base_port = free_port_block(masters)
+        self.base_port = free_port_block(max(masters, agents), (0, 100, 1000) if agents else (0, 1000))
         self.supervisor: subprocess.Popen | None = None
         self.extra: list[subprocess.Popen] = []  # masters restarted by the test
         self.masters: list[dict] = []
@@ -57,7 +59,7 @@ class ProcessCluster:
         return self.work_dir.parent / f"{self.work_dir.name}.toml"
 
     def write_config(self) -> None:
-        lines = ["[cluster]", 'log_format = "json"', "[master]"]
+        lines = ["[cluster]", 'log_format = "json"', f"agents = {self.agents}", "[master]"]
         lines += [f"{k} = {json.dumps(v)}" for k, v in self.master_flags.items()]
         self.config_file.write_text("\n".join(lines) + "\n")
 
@@ -164,3 +166,18 @@ class ProcessCluster:
             except ValueError:
                 continue
         return events
+
+    async def wait_for_agents(self, count: int, timeout: float = 30) -> None:
+        """Until the leader knows `count` reachable agents."""
+
+        async def registered():
+            leader = await self.wait_for_leader()
+            try:
+                async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session, \
+                        session.post(f"http://{leader['http']}/api/v1", json={"type": "GET_AGENTS"}) as response:
+                    agents = (await response.json())["get_agents"]["agents"] if response.status == 200 else []
+            except (aiohttp.ClientError, OSError, TimeoutError, ValueError):
+                return False
+            return len([a for a in agents if a["active"]]) >= count
+
+        await wait_until(registered, timeout, interval=0.2, what=f"{count} agents to register")
