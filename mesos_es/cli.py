@@ -260,6 +260,12 @@ def build_parser() -> argparse.ArgumentParser:
     log_bench = bench_commands.add_parser("log", help="the replicated log: appends/s and commit latency")
     add_log_bench_arguments(log_bench)
     log_bench.set_defaults(run=run_log_bench)
+    from mesos_es.bench.alloc import add_arguments as add_alloc_bench_arguments
+    from mesos_es.bench.alloc import run as run_alloc_bench
+
+    alloc_bench = bench_commands.add_parser("alloc", help="the allocator: time of one allocation cycle")
+    add_alloc_bench_arguments(alloc_bench)
+    alloc_bench.set_defaults(run=run_alloc_bench)
 
     version = commands.add_parser("version", help="print the version")
     version.set_defaults(run=lambda _args: print(__version__) or 0)

@@ -38,6 +38,8 @@ _ACTIVE = {S.TASK_STAGING, S.TASK_STARTING, S.TASK_RUNNING, S.TASK_KILLING, S.TA
 def legal_transition(old: int, new: int) -> bool:
     if old in TERMINAL_STATES:
         return False
+    if new not in _ACTIVE and new not in TERMINAL_STATES:
+        return False  # TASK_UNKNOWN answers reconciliation; no task is ever in it
     if new == S.TASK_STAGING:
         return False
     if old == S.TASK_RUNNING and new == S.TASK_STARTING:
@@ -288,7 +290,9 @@ def apply_framework_updated(state, position: int, event: events_pb2.Event) -> Ou
     if framework is None:
         return Rejected("unknown framework")
     roles = set(e.framework_info.roles)
-    effects = _rescind_where(state, lambda o: o.framework_id == e.framework_id and o.role not in roles)
+    revocable_ok = "REVOCABLE_RESOURCES" in e.framework_info.capabilities
+    effects = _rescind_where(state, lambda o: o.framework_id == e.framework_id and (
+        o.role not in roles or not revocable_ok and any(r.HasField("revocable") for r in o.resources)))
     framework.info.CopyFrom(e.framework_info)
     suppressed = [r for r in framework.suppressed_roles if r in roles]
     del framework.suppressed_roles[:]
@@ -403,15 +407,19 @@ def apply_agent_reregistered(state, position: int, event: events_pb2.Event) -> O
         framework_id, task_id = key
         framework = cluster.frameworks.get(framework_id)
         task = framework.tasks.get(task_id) if framework is not None else None
-        if task is None or task.state in TERMINAL_STATES:
-            effects.append(fx.KillTask(e.agent_id, framework_id, task_id))  # unknown to the master
+        if task is None or task.state in TERMINAL_STATES or task.info.agent_id != e.agent_id:
+            effects.append(fx.KillTask(e.agent_id, framework_id, task_id))  # unknown to the master here
             continue
-        if task.state == S.TASK_UNREACHABLE and reported[key].state != S.TASK_UNREACHABLE:
+        now = reported[key].state
+        if task.state == S.TASK_UNREACHABLE and now != S.TASK_UNREACHABLE and (now in _ACTIVE or now in TERMINAL_STATES):
             # Back from a partition: the framework hears the task's state again.
-            status = _master_status(task_id, e.agent_id, reported[key].state, "REASON_AGENT_REREGISTERED",
+            status = _master_status(task_id, e.agent_id, now, "REASON_AGENT_REREGISTERED",
                                     "agent re-registered", event.timestamp_ms, task.info.executor_id)
-            task.state = reported[key].state
-            task.latest_status.CopyFrom(status)
+            if now in TERMINAL_STATES:  # it ended meanwhile: its resources are free again
+                _transition(state, framework, task, status, track_ack=False)
+            else:
+                task.state = now
+                task.latest_status.CopyFrom(status)
             effects.append(fx.ForwardUpdate(framework_id, status))
     for framework_id, task_id in sorted(known - set(reported)):
         framework = cluster.frameworks[framework_id]
@@ -472,10 +480,13 @@ def apply_offers_made(state, position: int, event: events_pb2.Event) -> Outcome:
         agent = cluster.agents.get(offer.agent_id)
         resources = _parse(offer.resources)
         if (framework is None or resources is None or not framework.connected or agent is None or not agent.reachable
-                or offer.id in cluster.offers or (offer.framework_id, offer.agent_id) in index.offered_pairs
-                or offer.role not in framework.info.roles or not resources
+                or not offer.id or offer.id in cluster.offers
+                or (offer.framework_id, offer.agent_id) in index.offered_pairs
+                or offer.role not in framework.info.roles or offer.role in framework.suppressed_roles
+                or not resources or resources.allocatable_to(offer.role) != resources
+                or (resources.revocable() and "REVOCABLE_RESOURCES" not in framework.info.capabilities)
                 or not index.available(offer.agent_id).contains(resources)):
-            stale += 1  # the state moved on since the allocator ran
+            stale += 1  # the state moved on since the allocator ran (a SUPPRESS, say)
             continue
         stored = cluster.offers[offer.id]
         stored.CopyFrom(offer)
@@ -646,6 +657,13 @@ def apply_task_status_updated(state, position: int, event: events_pb2.Event) -> 
     task = framework.tasks.get(status.task_id)
     if task is None:
         return Applied(ack, note="task unknown")
+    if status.agent_id and status.agent_id != task.info.agent_id:
+        return Applied(ack, note=f"task {status.task_id} is not on agent {status.agent_id}")
+    agent = state.cluster.agents.get(task.info.agent_id)
+    if agent is None or not agent.reachable:
+        # As Mesos ignores updates from agents it does not consider registered: the agent
+        # sends the update again once it has re-registered (and reported its tasks).
+        return Applied(note="the task's agent is unreachable")
     if status.uuid and any(u.uuid == status.uuid for u in task.unacknowledged):
         return Applied(note="duplicate")
     if status.uuid and task.latest_status.uuid == status.uuid:

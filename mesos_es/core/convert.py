@@ -8,6 +8,7 @@ the rest as canonical JSON bytes. Field names are exactly Mesos' v1 JSON names.
 from __future__ import annotations
 
 import base64
+import math
 from collections.abc import Iterable, Mapping
 
 import orjson
@@ -17,6 +18,7 @@ from mesos_es.core.resources import (
     Reservation,
     ResourceError,
     Resources,
+    _merge_ranges,
     from_json,
     to_json,
 )
@@ -77,16 +79,24 @@ def resources_to_proto(resources: Resources) -> list[mesos_pb2.Resource]:
 
 
 def resources_from_proto(items: Iterable[mesos_pb2.Resource]) -> Resources:
+    """The canonical form (ranges merged, set items unique). Raises ResourceError on what
+    `from_json` refuses too: negative or non-finite scalars, empty ranges, unknown types, a
+    name that is both a scalar and ranges. Appliers turn that into a rejection."""
     total = Resources()
     for r in items:
         kind = Kind(r.name, tuple(Reservation(s.role, s.type, s.principal) for s in r.reservations),
                     r.HasField("revocable"))
         if r.type == mesos_pb2.Value.SCALAR:
-            value = int(round(r.scalar.value * 1000))
+            milli = r.scalar.value * 1000
+            if not milli >= 0 or milli == math.inf:  # also NaN
+                raise ResourceError(f"{r.name}: {r.scalar.value} is not a non-negative number")
+            value = int(round(milli))
         elif r.type == mesos_pb2.Value.RANGES:
-            value = tuple((x.begin, x.end) for x in r.ranges.range)
+            value = _merge_ranges((x.begin, x.end) for x in r.ranges.range)
+        elif r.type == mesos_pb2.Value.SET:
+            value = tuple(sorted(set(r.set.item)))
         else:
-            value = tuple(sorted(r.set.item))
+            raise ResourceError(f"{r.name}: resources of type {r.type} are not supported")
         total = total + Resources({kind: value})
     return total
 

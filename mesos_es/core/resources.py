@@ -11,6 +11,7 @@ Pure: no I/O, no clock; imported by the appliers and the allocator alike.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
@@ -84,7 +85,15 @@ def _is_empty(value: Value) -> bool:
 
 
 def _to_milli(value: float) -> int:
-    return int(round(float(value) * 1000))
+    milli = float(value) * 1000
+    if not math.isfinite(milli):  # round() raises OverflowError on inf, which nobody catches
+        raise ResourceError(f"{value!r} is not a finite number")
+    return int(round(milli))
+
+
+def _shape(value: Value) -> int:
+    """0 scalar, 1 ranges, 2 set (stored values are never empty)."""
+    return 0 if isinstance(value, int) else 1 if isinstance(value[0], tuple) else 2
 
 
 class Resources(Mapping[Kind, Value]):
@@ -105,6 +114,22 @@ class Resources(Mapping[Kind, Value]):
     def __len__(self) -> int:
         return len(self._items)
 
+    # Faster than the Mapping mixins (which go through __getitem__), same results.
+    def items(self):
+        return self._items.items()
+
+    def keys(self):
+        return self._items.keys()
+
+    def values(self):
+        return self._items.values()
+
+    def get(self, kind: Kind, default=None):
+        return self._items.get(kind, default)
+
+    def __contains__(self, kind) -> bool:
+        return kind in self._items
+
     def __eq__(self, other) -> bool:
         return isinstance(other, Resources) and self._items == other._items
 
@@ -121,6 +146,8 @@ class Resources(Mapping[Kind, Value]):
             mine = items.get(kind)
             if mine is None:
                 items[kind] = value
+            elif _shape(mine) != _shape(value):
+                raise ResourceError(f"{kind.name} cannot be both a scalar, ranges or a set")
             elif isinstance(value, int):
                 items[kind] = mine + value
             elif value and isinstance(value[0], tuple):
@@ -147,7 +174,7 @@ class Resources(Mapping[Kind, Value]):
     def contains(self, other: Resources) -> bool:
         for kind, value in other._items.items():
             mine = self._items.get(kind)
-            if mine is None:
+            if mine is None or _shape(mine) != _shape(value):
                 return False
             if isinstance(value, int):
                 if not isinstance(mine, int) or mine < value:
@@ -195,7 +222,11 @@ class Resources(Mapping[Kind, Value]):
         return Resources({Kind(k.name, (*k.reservations, reservation), k.revocable): v for k, v in self._items.items()})
 
     def pop_reservation(self) -> Resources:
-        return Resources({Kind(k.name, k.reservations[:-1], k.revocable): v for k, v in self._items.items()})
+        # Kinds that differ only in their last reservation become one: add, do not overwrite.
+        out = EMPTY
+        for k, v in self._items.items():
+            out = out + Resources({Kind(k.name, k.reservations[:-1], k.revocable): v})
+        return out
 
     def sorted_items(self) -> list[tuple[Kind, Value]]:
         return sorted(self._items.items(), key=lambda kv: kv[0])
