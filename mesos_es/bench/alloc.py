@@ -36,7 +36,14 @@ import sys
 import time
 
 from mesos_es.bench.table import format_table, number
-from mesos_es.core.allocator import AgentSlot, Allocation, Filter, FrameworkDemand, RolePolicy, allocate
+from mesos_es.core.allocator import (
+    AgentSlot,
+    Allocation,
+    Filter,
+    FrameworkDemand,
+    RolePolicy,
+    allocate,
+)
 from mesos_es.core.resources import EMPTY, Kind, Resources, parse_text
 
 DEFAULT_AGENTS = (1_000, 10_000)

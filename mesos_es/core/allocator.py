@@ -158,6 +158,19 @@ def _share(alloc: dict[str, int], inverse_total: dict[str, float]) -> float:
     return best
 
 
+def _big_enough(minimums: list[tuple[tuple[str, int], ...]], sums: dict[str, int]) -> bool:
+    """Whether scalars `sums` reach one of the `minimums` (or, with none, are not empty)."""
+    if not minimums:
+        return bool(sums)
+    for minimum in minimums:
+        for name, amount in minimum:
+            if sums.get(name, 0) < amount:
+                break
+        else:
+            return True
+    return False
+
+
 def _move(order: list, old, new) -> None:
     """Replace `old` by `new` (not smaller) in the sorted list `order`, keeping it sorted."""
     i = bisect_left(order, old)
@@ -287,33 +300,67 @@ def allocate(
     # The usual minimums each name one resource (cpus or mem): then a dict checks them.
     single_minimum = {m[0][0]: m[0][1] for m in minimums} if all(len(m) == 1 for m in minimums) else None
 
-    # The cluster total, for shares. Nothing is kept per agent: the fewer objects a cycle
-    # creates, the fewer (and cheaper) the garbage collections it triggers.
-    # If some role has quota: unallocated reservations (they count toward quota) and the free
-    # unreserved resources (for headroom).
+    # The cluster total, for shares, which are computed on vectors: resource i is names[i].
     total: dict[str, int] = {}
-    quota = any(p.guarantee or p.limit is not None for p in roles.values())
-    reserved_free: dict[str, dict[str, int]] = {}  # by role
-    free: dict[str, int] = {}
     for slot in agent_slots:
         for kind, value in slot.total.items():
             if value.__class__ is int:
                 name = kind.name
                 total[name] = total.get(name, 0) + value
-        if quota:
-            for kind, value in slot.available.items():
-                if value.__class__ is int and not kind.revocable:
-                    name = kind.name
-                    if kind.reservations:
-                        d = reserved_free.setdefault(kind.role, {})
-                        d[name] = d.get(name, 0) + value
-                    else:
-                        free[name] = free.get(name, 0) + value
-    # Shares are computed on vectors: resource i is names[i] (the names the cluster has).
     names = sorted(name for name, amount in total.items() if amount > 0)
     index = {name: i for i, name in enumerate(names)}
     inverse = [1.0 / total[name] for name in names]
     width = len(names)
+
+    # One pass over what the agents have available: the free unreserved resources (for
+    # headroom) and the unallocated reservations (they count toward quota), and for each
+    # agent what the fair-share stage needs: `shapes[k]` is 0 if agent k has nothing worth
+    # offering, 1 if it has only unreserved non-revocable resources (`flat[k * width:]` holds
+    # their scalars by resource index: no object per agent, so no garbage to collect), 2
+    # otherwise.
+    quota = any(p.guarantee or p.limit is not None for p in roles.values())
+    reserved_free: dict[str, dict[str, int]] = {}  # by role
+    free: dict[str, int] = {}
+    shapes: list[int] = []
+    flat: list[int] = []
+    zeros = [0] * width
+    check_minimum = bool(single_minimum)  # the usual minimums, checked in the loop
+    for slot in agent_slots:
+        base = len(flat)
+        flat += zeros
+        shape = 1
+        big = not check_minimum
+        scalars = False
+        for kind, value in slot.available.items():
+            if value.__class__ is int:
+                scalars = True
+                name = kind.name
+                if kind.reservations or kind.revocable:
+                    shape = 2
+                    if quota and not kind.revocable:
+                        d = reserved_free.setdefault(kind.role, {})
+                        d[name] = d.get(name, 0) + value
+                else:
+                    if quota:
+                        free[name] = free.get(name, 0) + value
+                    i = index.get(name)
+                    if i is None:  # not in the cluster's total: let the general path see
+                        shape = 2
+                    else:
+                        flat[base + i] = value
+                if not big and value >= single_minimum.get(name, _NEVER):
+                    big = True
+            elif kind.reservations or kind.revocable:
+                shape = 2
+        if not scalars:
+            shape = 0
+        elif single_minimum is None:
+            sums: dict[str, int] = {}
+            _add_scalars(sums, slot.available)
+            big = _big_enough(minimums, sums)
+        if not big:  # then no part of it is either
+            shape = 0
+        shapes.append(shape)
 
     def share_of(alloc: list[int]) -> float:
         """Dominant share: the largest fraction of the cluster total held of any resource."""
@@ -417,15 +464,7 @@ def allocate(
                 insort(quota_order, new)
 
     def big_enough(sums: dict[str, int]) -> bool:
-        if not minimums:
-            return bool(sums)
-        for minimum in minimums:
-            for name, amount in minimum:
-                if sums.get(name, 0) < amount:
-                    break
-            else:
-                return True
-        return False
+        return _big_enough(minimums, sums)
 
     def refused(agent_filters: list[Filter], role: str, fid: str, candidate) -> bool:
         """Whether a filter in force refuses this offer (`candidate`: Resources, or a
@@ -547,7 +586,7 @@ def allocate(
         return True
 
     def commit(ag: _Agent, r: _Role, fw: _Framework, stage: int, items, grants, whole, sums) -> None:
-        capped = surplus or r.limit_room is not None
+        capped = bool(surplus) or r.limit_room is not None
         for entry, take in grants:  # the agent gives up what it offers
             entry[2] -= take
             if capped:
@@ -658,7 +697,7 @@ def allocate(
                     continue
                 if fid in offered or (blocked and (fid, aid) in blocked):
                     continue
-                capped = unreserved and (surplus or r.limit_room is not None)
+                capped = bool(unreserved) and (bool(surplus) or r.limit_room is not None)
                 if capped and not fits(r, available):
                     return False  # nothing is offered yet: any offer takes the unreserved part
                 items = dict(unreserved)
@@ -707,46 +746,23 @@ def allocate(
         general(slot, 1, quota_order)
 
     # -- stage 2: weighted DRF ---------------------------------------------------------------
+    # The fast path: an agent with only unreserved non-revocable resources goes whole to the
+    # first eligible framework, unless headroom or the role's limit hold some of it back
+    # (then the general path makes the smaller offer). Other agents take the split path, or
+    # the general one if a cap binds.
     fast = _FAST_PATH
-    check_minimum = bool(single_minimum)  # the usual minimums, checked in the agent's loop
-    for slot in agent_slots:
+    for k, slot in enumerate(agent_slots):
         aid = slot.agent_id
-        available = slot.available
         if not fast or aid in touched:
             general(slot, 2, role_order)
             continue
-        # The fast path: an agent with only unreserved non-revocable resources goes whole
-        # to the first eligible framework, unless headroom or the role's limit hold some of
-        # it back (then the general path makes the smaller offer). Other agents take the
-        # split path, or the general one if a cap binds.
-        plain = True
-        big = not check_minimum
-        scalars = False
-        vec = [0] * width
-        for kind, value in available.items():
-            if kind.revocable or kind.reservations:
-                plain = False
-            if value.__class__ is int:
-                scalars = True
-                i = index.get(kind.name)
-                if i is not None:
-                    vec[i] += value
-                else:  # not in the cluster's total: let the general path sort it out
-                    plain = False
-                if not big and value >= single_minimum.get(kind.name, _NEVER):
-                    big = True
-        if not scalars:
-            continue
-        if single_minimum is None:
-            sums: dict[str, int] = {}
-            _add_scalars(sums, available)
-            big = big_enough(sums)
-        if not big:  # then no part of it is either
-            continue
-        if not plain:
-            if not split(slot):
+        shape = shapes[k]
+        if shape != 1:
+            if shape == 2 and not split(slot):
                 general(slot, 2, role_order)
             continue
+        available = slot.available
+        vec = flat[k * width:(k + 1) * width]
         agent_filters = filtered.get(aid)
         for _, role_name in role_order:
             r = role_state[role_name]

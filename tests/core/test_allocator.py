@@ -355,6 +355,16 @@ def test_quota_stage_offers_up_to_the_guarantee_then_fair_share_adds_to_the_same
     assert offers == [Allocation("q-fw", "s0", "q", res(2, 1024)), Allocation("o-fw", "s0", "o", res(6, 7168))]
 
 
+def test_a_limit_counts_every_resource_of_an_offer_that_meets_a_guarantee():
+    """Regression (found by test_every_offer_is_allowed): the offer that met the last unmet
+    guarantee stopped the headroom bookkeeping, and with it the limit's, halfway through."""
+    agents = [AgentSlot(f"s{i}", res(1, 64), res(1, 64)) for i in range(4)]
+    agents.append(AgentSlot("s4", res(1, 4096), res(1, 4096)))
+    roles = {"a/x": RolePolicy(guarantee=res(1), limit=res(0, 2048))}
+    offers = allocate(agents, [FrameworkDemand("f1", ("a/x",))], roles, [], frozenset(), NOW)
+    assert scalar_sums(sum((o.resources for o in offers), EMPTY))["mem"] == 2_048_000
+
+
 # -- weighted DRF --------------------------------------------------------------------------------
 
 def _shares_by_role(frameworks, offers, total) -> dict[str, float]:
