@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test bench proto clean
+.PHONY: run test bench proto docs clean
 
 # The main job: a local cluster (3 masters on 127.0.0.1:5050-5052) until Ctrl-C.
 run: $(INSTALLED)
@@ -21,6 +21,10 @@ bench: $(INSTALLED)
 # Regenerate the committed protobuf code with the pinned protoc (grpcio-tools).
 proto: $(INSTALLED)
 	$(BIN)/python -m mesos_es.pb.generate
+
+# Regenerate docs/events.md (the event catalogue) from the schemas' comments.
+docs: $(INSTALLED)
+	$(BIN)/python -m mesos_es.pb.catalogue
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

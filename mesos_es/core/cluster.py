@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from mesos_es.core import effects as fx
 from mesos_es.core.convert import TERMINAL_STATES, resources_from_proto, resources_to_proto
 from mesos_es.core.outcomes import Applied, Outcome, Rejected
-from mesos_es.core.resources import EMPTY, Reservation, ResourceError, Resources
+from mesos_es.core.resources import EMPTY, Kind, Reservation, ResourceError, Resources
 from mesos_es.pb import events_pb2, mesos_pb2, state_pb2
 
 MAX_REFUSE_SECONDS = 365 * 24 * 3600
@@ -243,6 +243,8 @@ def _lose_agent_tasks(state, agent_id: str, ts_ms: int, unreachable: bool, messa
 # -- appliers ---------------------------------------------------------------------------------------
 
 def apply_master_elected(state, position: int, event: events_pb2.Event) -> Outcome:
+    """Record the new leader. Connected frameworks become disconnected (their failover
+    timeouts run from this event) and every outstanding offer is rescinded."""
     e = event.master_elected
     cluster = state.cluster
     cluster.leader, cluster.leader_term, cluster.leader_since_ms = e.leader, e.term, event.timestamp_ms
@@ -258,6 +260,8 @@ def apply_master_elected(state, position: int, event: events_pb2.Event) -> Outco
 
 
 def apply_framework_subscribed(state, position: int, event: events_pb2.Event) -> Outcome:
+    """Add a new framework, or reconnect a known one with its new FrameworkInfo; a
+    reconnecting framework's outstanding offers are rescinded. Rejected: no id, or a removed one."""
     e = event.framework_subscribed
     cluster = state.cluster
     if not e.framework_id:
@@ -285,6 +289,8 @@ def apply_framework_subscribed(state, position: int, event: events_pb2.Event) ->
 
 
 def apply_framework_updated(state, position: int, event: events_pb2.Event) -> Outcome:
+    """Replace the FrameworkInfo. Offers for roles it left, and offers with revocable
+    resources when it drops REVOCABLE_RESOURCES, are rescinded. Rejected: unknown framework."""
     e = event.framework_updated
     framework = state.cluster.frameworks.get(e.framework_id)
     if framework is None:
@@ -301,6 +307,8 @@ def apply_framework_updated(state, position: int, event: events_pb2.Event) -> Ou
 
 
 def apply_framework_disconnected(state, position: int, event: events_pb2.Event) -> Outcome:
+    """Mark the framework disconnected and rescind its offers; its tasks keep running
+    until its failover timeout. Rejected: unknown or already disconnected framework."""
     framework = state.cluster.frameworks.get(event.framework_disconnected.framework_id)
     if framework is None:
         return Rejected("unknown framework")
@@ -313,6 +321,9 @@ def apply_framework_disconnected(state, position: int, event: events_pb2.Event) 
 
 
 def apply_framework_removed(state, position: int, event: events_pb2.Event) -> Outcome:
+    """Forget the framework: its offers go back, its tasks' resources are released (the
+    agents are told to shut it down), its filters are dropped, and its id can never subscribe
+    again. Rejected: unknown framework."""
     e = event.framework_removed
     cluster = state.cluster
     framework = cluster.frameworks.get(e.framework_id)
@@ -340,6 +351,8 @@ def _roles_or_all(framework: state_pb2.Framework, roles) -> set[str]:
 
 
 def apply_framework_suppressed(state, position: int, event: events_pb2.Event) -> Outcome:
+    """Add roles (all of the framework's when none are named) to its suppressed roles.
+    Rejected: unknown framework."""
     e = event.framework_suppressed
     framework = state.cluster.frameworks.get(e.framework_id)
     if framework is None:
@@ -351,6 +364,8 @@ def apply_framework_suppressed(state, position: int, event: events_pb2.Event) ->
 
 
 def apply_framework_revived(state, position: int, event: events_pb2.Event) -> Outcome:
+    """Remove roles (all when none are named) from its suppressed roles and drop all of its
+    filters. Rejected: unknown framework."""
     e = event.framework_revived
     cluster = state.cluster
     framework = cluster.frameworks.get(e.framework_id)
@@ -364,6 +379,8 @@ def apply_framework_revived(state, position: int, event: events_pb2.Event) -> Ou
 
 
 def apply_agent_registered(state, position: int, event: events_pb2.Event) -> Outcome:
+    """Add a new reachable agent with its resources. Rejected: an empty, known or removed
+    id, or malformed resources."""
     e = event.agent_registered
     cluster = state.cluster
     if not e.agent_id or e.agent_id in cluster.agents or e.agent_id in cluster.removed_agents:
@@ -380,15 +397,46 @@ def apply_agent_registered(state, position: int, event: events_pb2.Event) -> Out
     return Applied()
 
 
+def _dynamic(kind) -> bool:
+    return any(r.type == "DYNAMIC" for r in kind.reservations)
+
+
+def _with_reservations(reported: Resources, previous: Resources) -> Resources | None:
+    """`reported` with the dynamic reservations of `previous` made again, or None when it lacks
+    the resources they were made from. Agents do not know the master's reservations
+    (mesos_es/agent counts the underlying resources), so a report with none is the agent's
+    configuration; one with dynamic reservations of its own is taken as it is."""
+    if any(_dynamic(k) for k in reported):
+        return reported
+    reservations = previous.filter(_dynamic)
+    underlying = EMPTY
+    for kind, value in reservations.items():
+        chain = tuple(r for r in kind.reservations if r.type != "DYNAMIC")
+        underlying = underlying + Resources({Kind(kind.name, chain, kind.revocable): value})
+    if not reported.contains(underlying):
+        return None
+    return reported - underlying + reservations
+
+
 def apply_agent_reregistered(state, position: int, event: events_pb2.Event) -> Outcome:
+    """Make a known (or unknown) agent reachable again with its reported resources, on which
+    the master's dynamic reservations are made again (agents report what they are configured
+    with); its offers are rescinded. Reported tasks the master does not know on this agent are killed; its
+    unreachable tasks take the reported state (a terminal one releases their resources); its
+    tasks the agent does not report (except STAGING ones) become TASK_LOST, or TASK_GONE for
+    partition-aware frameworks. Rejected: removed agent, malformed resources, or resources that
+    no longer cover its reservations or its tasks."""
     e = event.agent_reregistered
     cluster = state.cluster
-    if e.agent_id in cluster.removed_agents:
-        return Rejected(f"agent {e.agent_id} was removed")
+    if not e.agent_id or e.agent_id in cluster.removed_agents:
+        return Rejected(f"agent {e.agent_id!r} was removed (or is empty)")
     index = state.index
-    new_total = _parse(e.agent_info.resources)
-    if new_total is None:
+    reported_total = _parse(e.agent_info.resources)
+    if reported_total is None:
         return Rejected("malformed agent resources")
+    new_total = _with_reservations(reported_total, index.agent_total.get(e.agent_id, EMPTY))
+    if new_total is None:
+        return Rejected("the agent's resources no longer cover its dynamic reservations")
     if not new_total.contains(index.agent_used[e.agent_id]):
         return Rejected("the agent's resources no longer cover its tasks")
     effects: list[fx.Effect] = _rescind_where(state, lambda offer: offer.agent_id == e.agent_id)
@@ -397,6 +445,9 @@ def apply_agent_reregistered(state, position: int, event: events_pb2.Event) -> O
         agent.id = e.agent_id
         agent.registered_at_ms = event.timestamp_ms
     agent.info.CopyFrom(e.agent_info)
+    if new_total != reported_total:
+        agent.info.ClearField("resources")
+        agent.info.resources.extend(resources_to_proto(new_total))
     agent.reachable = True
     agent.unreachable_at_ms = 0
     index.agent_total[e.agent_id] = new_total
@@ -436,6 +487,9 @@ def apply_agent_reregistered(state, position: int, event: events_pb2.Event) -> O
 
 
 def apply_agent_marked_unreachable(state, position: int, event: events_pb2.Event) -> Outcome:
+    """Mark the agent unreachable and rescind its offers. Its tasks become
+    TASK_UNREACHABLE (partition-aware frameworks: they keep their resources) or TASK_LOST.
+    Rejected: unknown or already unreachable agent."""
     e = event.agent_marked_unreachable
     agent = state.cluster.agents.get(e.agent_id)
     if agent is None:
@@ -451,6 +505,8 @@ def apply_agent_marked_unreachable(state, position: int, event: events_pb2.Event
 
 
 def apply_agent_removed(state, position: int, event: events_pb2.Event) -> Outcome:
+    """Forget the agent: its offers go back, its tasks become TASK_LOST (TASK_GONE for
+    partition-aware frameworks), and its id can never register again. Rejected: unknown agent."""
     e = event.agent_removed
     cluster = state.cluster
     if e.agent_id not in cluster.agents:
@@ -472,6 +528,10 @@ def apply_agent_removed(state, position: int, event: events_pb2.Event) -> Outcom
 
 
 def apply_offers_made(state, position: int, event: events_pb2.Event) -> Outcome:
+    """Record each offer that still fits: its framework connected and subscribed to the offer's
+    role (not suppressed), its agent reachable, no other offer to the same framework on that
+    agent, and its resources available and usable by the role (revocable ones only for
+    REVOCABLE_RESOURCES frameworks). Other offers are dropped as stale."""
     cluster, index = state.cluster, state.index
     sent: dict[str, list[str]] = defaultdict(list)
     stale = 0
@@ -498,6 +558,7 @@ def apply_offers_made(state, position: int, event: events_pb2.Event) -> Outcome:
 
 
 def apply_offers_rescinded(state, position: int, event: events_pb2.Event) -> Outcome:
+    """Remove the named offers that still exist; unknown ids are ignored."""
     effects = []
     for offer_id in event.offers_rescinded.offer_ids:
         offer = _remove_offer(state, offer_id)
@@ -507,6 +568,8 @@ def apply_offers_rescinded(state, position: int, event: events_pb2.Event) -> Out
 
 
 def apply_offers_declined(state, position: int, event: events_pb2.Event) -> Outcome:
+    """Remove the framework's named offers and filter their resources from it for
+    `refuse_seconds`. Other frameworks' and unknown offers are ignored. Rejected: unknown framework."""
     e = event.offers_declined
     if e.framework_id not in state.cluster.frameworks:
         return Rejected("unknown framework")
@@ -544,6 +607,11 @@ def _text(resources: Resources) -> str:
 
 
 def apply_offers_accepted(state, position: int, event: events_pb2.Event) -> Outcome:
+    """Use the offers: they are removed, each operation is applied in order if it fits in
+    what they still hold, and what is left is filtered like a DECLINE. Invalid offers drop the
+    whole ACCEPT (TASK_DROPPED); a LAUNCH that does not fit, reuses a task id or carries the
+    leader's error gets TASK_ERROR; a RESERVE or UNRESERVE that does not fit is skipped.
+    Rejected: unknown framework."""
     e = event.offers_accepted
     cluster, index = state.cluster, state.index
     framework = cluster.frameworks.get(e.framework_id)
@@ -586,8 +654,10 @@ def apply_offers_accepted(state, position: int, event: events_pb2.Event) -> Outc
             wanted = EMPTY
             try:
                 for resources in parsed:
+                    if resources is None:
+                        raise ResourceError("malformed")
                     wanted = wanted + resources
-            except (TypeError, ResourceError):  # None, or one name with two types
+            except ResourceError:  # malformed, or one name with two types across the tasks
                 errors = errors or "malformed task resources"
             why = errors or _fit(pool, wanted, role)
             if why:
@@ -647,6 +717,10 @@ def _launch_errors(framework: state_pb2.Framework, tasks, agent_id: str) -> str:
 
 
 def apply_task_status_updated(state, position: int, event: events_pb2.Event) -> Outcome:
+    """Record the task's new state and keep the update until it is acknowledged; a
+    terminal state releases the task's resources. Duplicates, updates for unknown tasks, from
+    another agent or with an illegal transition change nothing (the agent is told to stop
+    resending); updates while the task's agent is unreachable are ignored (it resends them)."""
     e = event.task_status_updated
     status = e.status
     framework = state.cluster.frameworks.get(e.framework_id)
@@ -676,6 +750,8 @@ def apply_task_status_updated(state, position: int, event: events_pb2.Event) -> 
 
 
 def apply_status_update_acknowledged(state, position: int, event: events_pb2.Event) -> Outcome:
+    """Drop the acknowledged update and tell the agent; a terminal task with nothing
+    left to acknowledge moves to the completed tasks. Rejected: unknown framework, task or uuid."""
     e = event.status_update_acknowledged
     framework = state.cluster.frameworks.get(e.framework_id)
     if framework is None:
@@ -696,6 +772,8 @@ def apply_status_update_acknowledged(state, position: int, event: events_pb2.Eve
 
 
 def apply_task_kill_requested(state, position: int, event: events_pb2.Event) -> Outcome:
+    """Ask the task's agent to kill it. An unknown or finished task is answered with
+    TASK_LOST (TASK_UNKNOWN for partition-aware frameworks). Rejected: unknown framework."""
     e = event.task_kill_requested
     framework = state.cluster.frameworks.get(e.framework_id)
     if framework is None:
@@ -713,6 +791,8 @@ def apply_task_kill_requested(state, position: int, event: events_pb2.Event) -> 
 
 
 def apply_framework_message_relayed(state, position: int, event: events_pb2.Event) -> Outcome:
+    """Relay the message. Rejected: unknown framework, or an unknown or unreachable
+    agent for a message to an executor."""
     e = event.framework_message_relayed
     if e.framework_id not in state.cluster.frameworks:
         return Rejected("unknown framework")
@@ -725,6 +805,8 @@ def apply_framework_message_relayed(state, position: int, event: events_pb2.Even
 
 
 def apply_quota_updated(state, position: int, event: events_pb2.Event) -> Outcome:
+    """Replace each listed role's quota guarantees and limits. Rejected (all of it): a
+    malformed resource."""
     for config in event.quota_updated.configs:
         # The leader's allocator parses quotas every cycle: a malformed one must not get in.
         if _parse(config.guarantees) is None or _parse(config.limits) is None:
@@ -742,6 +824,8 @@ def apply_quota_updated(state, position: int, event: events_pb2.Event) -> Outcom
 
 
 def apply_weights_updated(state, position: int, event: events_pb2.Event) -> Outcome:
+    """Set each listed role's weight. Rejected (all of it): a weight that is not positive
+    and finite."""
     for w in event.weights_updated.weights:
         if not 0 < w.weight < math.inf:  # also refuses NaN
             return Rejected(f"weight of {w.role!r} must be positive and finite")
@@ -782,11 +866,16 @@ def _reservation_change(state, agent_id: str, resources, reserve: bool) -> Outco
 
 
 def apply_resources_reserved(state, position: int, event: events_pb2.Event) -> Outcome:
+    """Move available unreserved (or less refined) resources of the agent into the named
+    dynamic reservation. Rejected: unknown agent, a resource that does not end in a dynamic
+    reservation, or resources not available."""
     e = event.resources_reserved
     return _reservation_change(state, e.agent_id, e.resources, reserve=True)
 
 
 def apply_resources_unreserved(state, position: int, event: events_pb2.Event) -> Outcome:
+    """Move available dynamically reserved resources back out of their last reservation.
+    Rejected as for ResourcesReserved."""
     e = event.resources_unreserved
     return _reservation_change(state, e.agent_id, e.resources, reserve=False)
 

@@ -82,7 +82,7 @@ def resources_from_proto(items: Iterable[mesos_pb2.Resource]) -> Resources:
     """The canonical form (ranges merged, set items unique). Raises ResourceError on what
     `from_json` refuses too: negative or non-finite scalars, empty ranges, unknown types, a
     name that is both a scalar and ranges. Appliers turn that into a rejection."""
-    total = Resources()
+    out: dict[Kind, object] = {}
     for r in items:
         kind = Kind(r.name, tuple(Reservation(s.role, s.type, s.principal) for s in r.reservations),
                     r.HasField("revocable"))
@@ -90,15 +90,17 @@ def resources_from_proto(items: Iterable[mesos_pb2.Resource]) -> Resources:
             milli = r.scalar.value * 1000
             if not milli >= 0 or milli == math.inf:  # also NaN
                 raise ResourceError(f"{r.name}: {r.scalar.value} is not a non-negative number")
-            value = int(round(milli))
+            value = round(milli)
         elif r.type == mesos_pb2.Value.RANGES:
             value = _merge_ranges((x.begin, x.end) for x in r.ranges.range)
         elif r.type == mesos_pb2.Value.SET:
             value = tuple(sorted(set(r.set.item)))
         else:
             raise ResourceError(f"{r.name}: resources of type {r.type} are not supported")
-        total = total + Resources({kind: value})
-    return total
+        mine = out.get(kind)
+        # One entry per kind is the rule; the arithmetic (and its checks) only for repeats.
+        out[kind] = value if mine is None else (Resources({kind: mine}) + Resources({kind: value})).get(kind, 0)
+    return Resources(out)
 
 
 def resources_json_to_proto(objs) -> list[mesos_pb2.Resource]:

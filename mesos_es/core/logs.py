@@ -60,6 +60,8 @@ def idempotency_key_problem(key: str) -> str | None:
 
 
 def apply_log_entry_appended(state: State, position: int, envelope: events_pb2.Event) -> Outcome:
+    """Append the entry at the log's ending + 1 (creating the log), or answer the first
+    position of an earlier append with the same idempotency key. Rejected: a bad log name or key."""
     event = envelope.log_entry_appended
     problem = log_name_problem(event.log) or idempotency_key_problem(event.idempotency_key)
     if problem:
@@ -79,6 +81,8 @@ def apply_log_entry_appended(state: State, position: int, envelope: events_pb2.E
 
 
 def apply_log_truncated(state: State, position: int, envelope: events_pb2.Event) -> Outcome:
+    """Move the log's beginning to `to`, clamped to [beginning, ending + 1].
+    Rejected: unknown log."""
     event = envelope.log_truncated
     log = state.logs.get(event.log)
     if log is None:

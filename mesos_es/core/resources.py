@@ -130,6 +130,21 @@ class Resources(Mapping[Kind, Value]):
     def __contains__(self, kind) -> bool:
         return kind in self._items
 
+    # For hot paths (the allocator): a Kind hashes in Python, so building a dict of Kinds is
+    # slow, while copying a dict keeps the hashes it has.
+    def to_dict(self) -> dict[Kind, Value]:
+        """A copy of the entries, as a plain dict the caller may change."""
+        return self._items.copy()
+
+    @classmethod
+    def from_canonical(cls, items: dict[Kind, Value]) -> Resources:
+        """Adopt `items` without copying or checking them. Only for dicts already in canonical
+        form, such as a copy of another Resources' entries with some removed: no empty
+        values, ranges merged and sorted, sets sorted."""
+        out = cls.__new__(cls)
+        out._items = items
+        return out
+
     def __eq__(self, other) -> bool:
         return isinstance(other, Resources) and self._items == other._items
 
@@ -244,9 +259,15 @@ def _reservations_from_json(obj: Mapping) -> tuple[Reservation, ...]:
             Reservation(role=r.get("role", ""), type=r.get("type", "DYNAMIC"), principal=r.get("principal", ""))
             for r in chain
         )
-    # Pre-1.x "role" field: a static reservation when not "*".
+    # Pre-refinement "role" field: a static reservation when not "*", and a dynamic one when
+    # it comes with a "reservation" ({"principal": ...}), as Mesos reads it.
     role = obj.get("role") or UNRESERVED
-    return () if role == UNRESERVED else (Reservation(role=role, type="STATIC"),)
+    if role == UNRESERVED:
+        return ()
+    legacy = obj.get("reservation")
+    if isinstance(legacy, Mapping):
+        return (Reservation(role=role, type="DYNAMIC", principal=str(legacy.get("principal", ""))),)
+    return (Reservation(role=role, type="STATIC"),)
 
 
 def resource_from_json(obj: Mapping) -> tuple[Kind, Value]:

@@ -1,18 +1,20 @@
 """A hypothesis state machine driving random master events through `apply`.
 
-Every rule builds one event, as the leader would (or as a stale, conflicting or malformed
-leader decision would look), and applies it. After every event the machine checks that the
-applier did not raise, that a `Rejected` event changed nothing, and that every task moved
-along a legal edge of the task state diagram. After every step the invariants check the
-state itself: no resource offered or used twice, never more allocated than an agent has,
-the incrementally kept `ClusterIndex` equal to one rebuilt from the message, terminal tasks
-holding nothing, every offer's framework connected and its agent reachable, at most one
-offer per (framework, agent). At teardown the recorded events, replayed from scratch into a
-fresh `State`, give the same digest and the same outcomes, and a snapshot round trip keeps
-the digest.
+Every rule builds one event as the leader would, or as a stale, conflicting or malformed
+leader decision would look, and applies it. After every event the machine checks that the
+applier did not raise (apply() turns an exception into a rejection: that counts as raising),
+that a `Rejected` event changed nothing, and that every task moved along a legal edge of the
+task state diagram. After every step the invariants check the state: no resource offered or
+used twice and never more allocated than an agent has; reservations neither make nor lose
+resources; the incrementally kept `ClusterIndex` equals one rebuilt from the message;
+terminal tasks hold nothing; every offer's framework is connected and subscribed to its
+role, its agent reachable, at most one offer per (framework, agent); live tasks on an
+unreachable agent are TASK_UNREACHABLE. At teardown the recorded events, replayed from
+scratch into a fresh `State`, give the same digest and the same outcomes and effects, and a
+snapshot round trip keeps the digest (a rule also continues from a snapshot mid-run).
 
-CI runs it derandomized (tests/conftest.py); a failure prints the steps to replay, and a
-fixed bug gets a focused regression test in tests/core/test_cluster.py.
+CI runs it derandomized (tests/conftest.py); `--hypothesis-show-statistics` shows which events
+ran and how they ended. A bug it finds gets a focused regression test in test_cluster.py.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 
+from hypothesis import event as statistic
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -86,8 +89,9 @@ def part_of(data, resources: Resources, label: str = "part") -> Resources:
 
 
 def without_dynamic_reservations(resources: Resources) -> Resources:
-    out = EMPTY
-    for kind, value in resources.items():
+    dynamic = resources.filter(lambda k: any(r.type == "DYNAMIC" for r in k.reservations))
+    out = resources.filter(lambda k: k not in dynamic)
+    for kind, value in dynamic.items():
         chain = tuple(r for r in kind.reservations if r.type != "DYNAMIC")
         out = out + Resources({Kind(kind.name, chain, kind.revocable): value})
     return out
@@ -183,6 +187,7 @@ class ClusterMachine(RuleBasedStateMachine):
             raise AssertionError(f"the {name} applier raised {e!r} on {event}") from e
         self.events.append(event.SerializeToString())
         self.outcomes.append(outcome)
+        statistic(f"{name}: {type(outcome).__name__}")  # pytest --hypothesis-show-statistics
         assert isinstance(outcome, Applied | Rejected), outcome
         # apply() records an applier's exception as a rejection so replicas keep folding;
         # here it is a bug all the same.
@@ -238,7 +243,7 @@ class ClusterMachine(RuleBasedStateMachine):
     def current_offers(self) -> list[str]:
         return sorted(self.state.cluster.offers)
 
-    def active_tasks(self) -> list[tuple[str, str]]:
+    def tracked_tasks(self) -> list[tuple[str, str]]:
         return sorted(k for k, s in task_states(self.state.cluster).items())
 
     # -- a cluster to start from, so that short runs reach tasks ---------------------------------
@@ -337,10 +342,14 @@ class ClusterMachine(RuleBasedStateMachine):
             if choice != "omit":
                 reported = current if choice == "same" else data.draw(st.sampled_from(ALL_STATES), label="as")
                 reports.append(ev.TaskReport(framework_id=framework_id, task_id=task_id, state=reported))
-        strays = data.draw(st.lists(st.sampled_from(self.active_tasks() + [("F-gone", "t-gone")]), max_size=2,
+        strays = data.draw(st.lists(st.sampled_from(self.tracked_tasks() + [("F-gone", "t-gone")]), max_size=2,
                                     unique=True), label="strays")
         reports += [ev.TaskReport(framework_id=f, task_id=t, state=S.TASK_RUNNING) for f, t in strays]
-        if agent_id in cluster.agents and data.draw(st.booleans(), label="same resources"):
+        how = data.draw(st.sampled_from(["as configured", "with the reservations", "changed"]), label="resources")
+        if agent_id in cluster.agents and how == "as configured":  # what mesos_es/agent sends
+            resources = resources_to_proto(without_dynamic_reservations(
+                resources_from_proto(cluster.agents[agent_id].info.resources)))
+        elif agent_id in cluster.agents and how == "with the reservations":
             resources = list(cluster.agents[agent_id].info.resources)
         else:
             resources = resources_to_proto(data.draw(agent_resources, label="new resources"))
@@ -452,7 +461,7 @@ class ClusterMachine(RuleBasedStateMachine):
         assert sorted(i for e in outcome.effects for i in e.offer_ids) == sorted(o.id for o in offers), (
             f"a valid offer was dropped: {outcome.note}")
         for offer in offers:  # a busy framework launches as soon as it is offered
-            if len(self.active_tasks()) < 12 and data.draw(st.booleans(), label=f"launch on {offer.id} at once"):
+            if len(self.tracked_tasks()) < 12 and data.draw(st.booleans(), label=f"launch on {offer.id} at once"):
                 self.launch_on(offer.id, data)
         return multiple(*[o.id for o in offers])
 
@@ -476,10 +485,10 @@ class ClusterMachine(RuleBasedStateMachine):
         elif how == "reused id" and cluster.offers:
             offers[0].id = offer_id = data.draw(st.sampled_from(self.current_offers()), label="reused")
         elif how == "same pair twice":
+            first = part_of(data, resources, "first") or resources
             offers.insert(0, pb.Offer(id=self.new_id("O"), framework_id=framework_id, agent_id=agent_id,
-                                      role=role, resources=resources_to_proto(EMPTY)))
-            offers[0].resources.extend(resources_to_proto(resources.filter(lambda k: k.name == "mem")))
-            resources = resources.filter(lambda k: k.name != "mem") or Resources({MEM: 1000})
+                                      role=role, resources=resources_to_proto(first)))
+            resources = resources - first or Resources({MEM: 1000})
         elif how == "unknown framework":
             offers[0].framework_id = "F-unknown"
         elif how == "disconnected framework" and framework is not None:
@@ -509,7 +518,7 @@ class ClusterMachine(RuleBasedStateMachine):
         before = set(cluster.offers)
         outcome = self.apply(offers_made=ev.OffersMade(offers=offers))
         made = {i for e in outcome.effects for i in e.offer_ids}
-        assert offer_id not in made or how == "same pair twice" and offers[0].id not in made, (how, outcome)
+        assert offer_id not in made or (how == "same pair twice" and offers[0].id not in made), (how, outcome)
         assert set(cluster.offers) == before | made
         return multiple(*[o.id for o in offers])
 
@@ -559,8 +568,8 @@ class ClusterMachine(RuleBasedStateMachine):
         known = sorted(framework.tasks)
         for _ in range(data.draw(st.integers(1, 3), label="operations")):
             what = data.draw(st.sampled_from(["launch", "launch", "launch group", "too big", "duplicate id",
-                                              "leader error", "wrong agent", "no resources", "reserve",
-                                              "unreserve"]), label="operation")
+                                              "leader error", "wrong agent", "no resources", "malformed",
+                                              "reserve", "unreserve"]), label="operation")
             if what == "reserve":
                 chosen = part_of(data, pool.unreserved().non_revocable(), "reserve")
                 target = chosen.push_reservation(Reservation(role, "DYNAMIC", "p"))
@@ -589,6 +598,8 @@ class ClusterMachine(RuleBasedStateMachine):
                 infos.append(pb.TaskInfo(task_id=task_id, name="t", agent_id="S-other" if what == "wrong agent"
                                          else agent_id, resources=resources_to_proto(wanted),
                                          executor_id="ex" if count > 1 else "", json=b"{}"))
+                if what == "malformed":
+                    infos[-1].resources.add(name="mem", scalar=pb.Value.Scalar(value=-1.0))
                 if what in ("launch", "launch group") and wanted and pool.contains(wanted):
                     pool = pool - wanted
             op = ev.Operation(type="LAUNCH_GROUP" if count > 1 else "LAUNCH", task_infos=infos,
@@ -657,7 +668,7 @@ class ClusterMachine(RuleBasedStateMachine):
         assert outcome.effects and task.latest_status == status, "a legal update was not recorded"
 
     def pick_task(self, data, bundled):
-        known = self.active_tasks()
+        known = self.tracked_tasks()
         if known and data.draw(st.integers(0, 3), label="known task") > 0:
             return data.draw(st.sampled_from(known), label="task")
         return bundled
@@ -682,11 +693,11 @@ class ClusterMachine(RuleBasedStateMachine):
             after = self.state.cluster.frameworks[framework_id].tasks.get(task_id)
             assert after is None or after.state == before  # a duplicate changes nothing
 
-    @precondition(lambda self: self.active_tasks())
+    @precondition(lambda self: self.tracked_tasks())
     @rule(data=st.data(), bundled=st.one_of(tasks, st.just(("F-none", "t-none"))))
     def acknowledge(self, data, bundled):
         cluster = self.state.cluster
-        pending = [(f, t, u.uuid) for f, t in self.active_tasks()
+        pending = [(f, t, u.uuid) for f, t in self.tracked_tasks()
                    for u in cluster.frameworks[f].tasks[t].unacknowledged]
         if pending and data.draw(st.integers(0, 3), label="a pending one"):
             framework_id, task_id, uuid = data.draw(st.sampled_from(pending), label="ack")
@@ -699,7 +710,7 @@ class ClusterMachine(RuleBasedStateMachine):
             task = cluster.frameworks[framework_id].tasks.get(task_id)
             assert task is None or uuid not in [u.uuid for u in task.unacknowledged]
 
-    @precondition(lambda self: self.active_tasks())
+    @precondition(lambda self: self.tracked_tasks())
     @rule(bundled=st.one_of(tasks, st.just(("F-none", "t-none"))), data=st.data())
     def kill(self, bundled, data):
         framework_id, task_id = self.pick_task(data, bundled)
@@ -841,5 +852,5 @@ class ClusterMachine(RuleBasedStateMachine):
         assert restored.index.snapshot() == self.state.index.snapshot()
 
 
-ClusterMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=50)
+ClusterMachine.TestCase.settings = settings(max_examples=50, stateful_step_count=80)
 TestClusterMachine = ClusterMachine.TestCase
