@@ -171,6 +171,27 @@ def _big_enough(minimums: list[tuple[tuple[str, int], ...]], sums: dict[str, int
     return False
 
 
+def _dominant_share(inverse: list[float]):
+    """A function of an allocation vector: its dominant share, the largest fraction of the
+    cluster total it holds of any resource (`inverse[i]` is 1 / the total of resource i).
+    Spelled out for the usual few resources: twice as fast as max(map(mul, ...))."""
+    if len(inverse) == 3:
+        i0, i1, i2 = inverse
+        return lambda a: max(a[0] * i0, a[1] * i1, a[2] * i2)
+    if len(inverse) == 4:
+        i0, i1, i2, i3 = inverse
+        return lambda a: max(a[0] * i0, a[1] * i1, a[2] * i2, a[3] * i3)
+    if len(inverse) == 2:
+        i0, i1 = inverse
+        return lambda a: max(a[0] * i0, a[1] * i1)
+    if len(inverse) == 1:
+        i0 = inverse[0]
+        return lambda a: a[0] * i0
+    if not inverse:
+        return lambda a: 0.0
+    return lambda a: max(map(mul, a, inverse))
+
+
 def _move(order: list, old, new) -> None:
     """Replace `old` by `new` (not smaller) in the sorted list `order`, keeping it sorted."""
     i = bisect_left(order, old)
@@ -362,9 +383,7 @@ def allocate(
             shape = 0
         shapes.append(shape)
 
-    def share_of(alloc: list[int]) -> float:
-        """Dominant share: the largest fraction of the cluster total held of any resource."""
-        return max(map(mul, alloc, inverse)) if width else 0.0
+    share_of = _dominant_share(inverse)
 
     # Roles and frameworks, and what they hold.
     role_state: dict[str, _Role] = {}
@@ -441,8 +460,8 @@ def allocate(
         """After `fw` in `r` got more: new shares, and their places in the DRF orders (shares
         only grow here, so an entry moves toward the end, usually not at all)."""
         if width:
-            fw.share = max(map(mul, fw.alloc, inverse))
-            r.share = max(map(mul, r.alloc, inverse)) / r.weight
+            fw.share = share_of(fw.alloc)
+            r.share = share_of(r.alloc) / r.weight
         old, new = fw.key, (fw.share, fw.id)
         fw.key = new
         order = r.order
@@ -666,29 +685,34 @@ def allocate(
         caps the unreserved part: then the general path must decide."""
         aid = slot.agent_id
         available = slot.available
-        unreserved: dict[Kind, object] = {}  # scalars
-        others: dict[Kind, object] = {}  # unreserved ranges and sets: with the first offer
-        parts: dict[tuple[str | None, bool], dict[Kind, object]] = {}  # (reserved to, revocable)
+        # Lists, not dicts: a Kind hashes in Python, slowly. An offer is made by copying the
+        # agent's dict (which keeps the hashes) and deleting what it does not include.
+        unreserved: list[tuple[Kind, int]] = []  # scalars
+        others: list[Kind] = []  # unreserved ranges and sets: they go with the first offer
+        parts: dict[tuple[str | None, bool], list[tuple[Kind, object]]] = {}  # (reserved to, revocable)
         for kind, value in available.items():
             if kind.revocable or kind.reservations:
                 key = (kind.role if kind.reservations else None, kind.revocable)
                 part = parts.get(key)
                 if part is None:
-                    part = parts[key] = {}
-                part[kind] = value
+                    part = parts[key] = []
+                part.append((kind, value))
             elif value.__class__ is int:
-                unreserved[kind] = value
+                unreserved.append((kind, value))
             else:
-                others[kind] = value
+                others.append(kind)
         agent_filters = filtered.get(aid)
         offered: set[str] = set()
-        first = True
+        gone: list[Kind] = []  # offered already
+        reservations = any(key[0] is not None for key in parts)
+        usable = list(parts)  # the parts a role may use (all, if none is reserved)
+        steady = [key for key in usable if not key[1]]  # those of them not revocable
         for _, role_name in role_order[:]:
-            # the parts this role may use, and those of them that are not revocable
-            usable = [key for key in parts if key[0] is None or _may_use(key[0], role_name)]
+            if reservations:
+                usable = [key for key in parts if key[0] is None or _may_use(key[0], role_name)]
+                steady = [key for key in usable if not key[1]]
             if not unreserved and not usable:
                 continue
-            steady = [key for key in usable if not key[1]]
             r = role_state[role_name]
             for _, fid in r.order[:]:
                 fw = r.frameworks[fid]
@@ -700,24 +724,30 @@ def allocate(
                 capped = bool(unreserved) and (bool(surplus) or r.limit_room is not None)
                 if capped and not fits(r, available):
                     return False  # nothing is offered yet: any offer takes the unreserved part
-                items = dict(unreserved)
-                for key in keys:
-                    items.update(parts[key])
                 sums: dict[str, int] = {}
-                for kind, value in items.items():
-                    if value.__class__ is int:
-                        sums[kind.name] = sums.get(kind.name, 0) + value
+                for kind, value in unreserved:
+                    sums[kind.name] = sums.get(kind.name, 0) + value
+                for key in keys:
+                    for kind, value in parts[key]:
+                        if value.__class__ is int:
+                            sums[kind.name] = sums.get(kind.name, 0) + value
                 if not big_enough(sums):
                     continue
-                items.update(others)
-                if first and len(keys) == len(parts) and len(items) == len(available):
-                    resources = available
+                if not gone and len(keys) == len(parts):
+                    resources = available  # all of it
                 else:
-                    resources = Resources(items)
+                    items = available.to_dict()
+                    for kind in gone:
+                        del items[kind]
+                    for key, part in parts.items():
+                        if key not in keys:
+                            for kind, _ in part:
+                                del items[kind]
+                    resources = Resources.from_canonical(items)
                 if agent_filters is not None and refused(agent_filters, role_name, fid, resources):
                     continue
                 if capped:
-                    for kind, value in unreserved.items():
+                    for kind, value in unreserved:
                         charge(r, kind.name, value)
                 ra, fa = r.alloc, fw.alloc
                 for name, value in sums.items():
@@ -728,11 +758,12 @@ def allocate(
                 reposition(r, fw)
                 out.append(_new_tuple(Allocation, (fid, aid, role_name, resources)))
                 offered.add(fid)
-                first = False
-                unreserved = {}
-                others = {}
+                gone.extend(kind for kind, _ in unreserved)
+                gone.extend(others)
+                unreserved = []
+                others = []
                 for key in keys:
-                    del parts[key]
+                    gone.extend(kind for kind, _ in parts.pop(key))
                 if not parts:
                     return True
                 usable = [key for key in usable if key in parts]
@@ -796,8 +827,8 @@ def allocate(
                 # reposition(r, fw), inlined: the new shares and places in the DRF orders
                 ra = r.alloc = list(map(add, r.alloc, vec))
                 fa = fw.alloc = list(map(add, fw.alloc, vec))
-                fw.share = max(map(mul, fa, inverse))
-                r.share = max(map(mul, ra, inverse)) / r.weight
+                fw.share = share_of(fa)
+                r.share = share_of(ra) / r.weight
                 new = (fw.share, fid)
                 order = r.order
                 if len(order) == 1:
