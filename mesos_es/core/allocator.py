@@ -203,10 +203,13 @@ def _move(order: list, old, new) -> None:
 
 
 def _by_id(items: Iterable, key: str, what: str) -> list:
-    out = sorted(items, key=attrgetter(key))
-    for a, b in zip(out, out[1:]):
-        if getattr(a, key) == getattr(b, key):
-            raise ValueError(f"duplicate {what} {getattr(a, key)!r}")
+    """`items` sorted by their `key` attribute; ValueError if two have the same."""
+    get = attrgetter(key)
+    out = sorted(items, key=get)
+    ids = list(map(get, out))
+    if len(set(ids)) != len(ids):
+        duplicate = next(a for a, b in zip(ids, ids[1:]) if a == b)
+        raise ValueError(f"duplicate {what} {duplicate!r}")
     return out
 
 
@@ -275,13 +278,13 @@ class _Role:
         self.weight = policy.weight
         self.alloc = [0] * names  # everything its frameworks hold, by resource index (shares)
         self.share = 0.0  # weighted dominant share
-        self.key = (0.0, name)  # its place in the DRF order of roles
+        self.key = (0.0, name, self)  # its place in the DRF order of roles
         self.guaranteed = _quantities(policy.guarantee) or {}
         self.unmet: dict[str, int] = {}  # guarantee not yet consumed, by name (positive entries)
         self.limit_room: dict[str, int] | None = None  # limit minus consumption, by name
         self.limited: list[tuple[int, str]] = []  # (resource index, name) of limit_room's names
         self.frameworks: dict[str, _Framework] = {}  # those that may be offered resources in it
-        self.order: list[tuple[float, str]] = []  # (share, framework id), the DRF order
+        self.order: list[tuple] = []  # the DRF order: (share, framework id, _Framework)
 
 
 class _Framework:
@@ -292,7 +295,7 @@ class _Framework:
         self.revocable_ok = revocable_ok
         self.alloc = [0] * names  # what it holds in one role, by resource index
         self.share = 0.0
-        self.key = (0.0, framework_id)  # its place in the DRF order of its role's frameworks
+        self.key = (0.0, framework_id, self)  # its place in the DRF order of its role's frameworks
 
 
 # -- the allocation cycle ---------------------------------------------------------------------
@@ -439,11 +442,13 @@ def allocate(
 
     for r in role_state.values():
         r.share = share_of(r.alloc) / r.weight
-        r.key = (r.share, r.name)
+        r.key = (r.share, r.name, r)
         for fw in r.frameworks.values():
             fw.share = share_of(fw.alloc)
-            fw.key = (fw.share, fw.id)
+            fw.key = (fw.share, fw.id, fw)
         r.order = sorted(fw.key for fw in r.frameworks.values())
+    # The DRF orders hold (share, id, object) keys: ids are unique, so the objects are never
+    # compared, and the loops get them without a lookup.
     role_order = sorted(r.key for r in role_state.values() if r.frameworks)
     quota_order = sorted(r.key for r in role_state.values() if r.frameworks and r.unmet)
 
@@ -462,14 +467,14 @@ def allocate(
         if width:
             fw.share = share_of(fw.alloc)
             r.share = share_of(r.alloc) / r.weight
-        old, new = fw.key, (fw.share, fw.id)
+        old, new = fw.key, (fw.share, fw.id, fw)
         fw.key = new
         order = r.order
         if len(order) == 1:
             order[0] = new
         else:
             _move(order, old, new)
-        old, new = r.key, (r.share, r.name)
+        old, new = r.key, (r.share, r.name, r)
         r.key = new
         _move(role_order, old, new)
         if quota_order:
@@ -658,10 +663,8 @@ def allocate(
         if ag is None:
             ag = touched[slot.agent_id] = _Agent(slot)
         agent_filters = filtered.get(ag.id)
-        for _, role_name in order[:]:
-            r = role_state[role_name]
-            for _, fid in r.order[:]:
-                fw = r.frameworks[fid]
+        for _, role_name, r in order[:]:
+            for _, fid, fw in r.order[:]:
                 if not (ag.scalars_left or ag.reserved or (stage == 2 and ag.revocable and fw.revocable_ok)):
                     continue  # nothing left that it could have
                 if not eligible(ag, r, fid, stage):
@@ -707,15 +710,13 @@ def allocate(
         reservations = any(key[0] is not None for key in parts)
         usable = list(parts)  # the parts a role may use (all, if none is reserved)
         steady = [key for key in usable if not key[1]]  # those of them not revocable
-        for _, role_name in role_order[:]:
+        for _, role_name, r in role_order[:]:
             if reservations:
                 usable = [key for key in parts if key[0] is None or _may_use(key[0], role_name)]
                 steady = [key for key in usable if not key[1]]
             if not unreserved and not usable:
                 continue
-            r = role_state[role_name]
-            for _, fid in r.order[:]:
-                fw = r.frameworks[fid]
+            for _, fid, fw in r.order[:]:
                 keys = usable if fw.revocable_ok else steady
                 if not unreserved and not keys:
                     continue
@@ -795,8 +796,7 @@ def allocate(
         available = slot.available
         vec = flat[k * width:(k + 1) * width]
         agent_filters = filtered.get(aid)
-        for _, role_name in role_order:
-            r = role_state[role_name]
+        for _, role_name, r in role_order:
             room = r.limit_room
             if surplus:
                 if not fits(r, available):
@@ -811,12 +811,11 @@ def allocate(
                 if over:
                     general(slot, 2, role_order)
                     break
-            for _, fid in r.order:
+            for _, fid, fw in r.order:
                 if blocked and (fid, aid) in blocked:
                     continue
                 if agent_filters is not None and refused(agent_filters, role_name, fid, available):
                     continue
-                fw = r.frameworks[fid]
                 if surplus:
                     for kind, value in available.items():
                         if value.__class__ is int:
@@ -829,14 +828,14 @@ def allocate(
                 fa = fw.alloc = list(map(add, fw.alloc, vec))
                 fw.share = share_of(fa)
                 r.share = share_of(ra) / r.weight
-                new = (fw.share, fid)
+                new = (fw.share, fid, fw)
                 order = r.order
                 if len(order) == 1:
                     order[0] = new
                 else:
                     _move(order, fw.key, new)
                 fw.key = new
-                new = (r.share, role_name)
+                new = (r.share, role_name, r)
                 _move(role_order, r.key, new)
                 if quota_order:
                     reorder_quota(r.key, new, r)
