@@ -365,8 +365,6 @@ def allocate(
                         d = reserved_free.setdefault(kind.role, {})
                         d[name] = d.get(name, 0) + value
                 else:
-                    if quota:
-                        free[name] = free.get(name, 0) + value
                     i = index.get(name)
                     if i is None:  # not in the cluster's total: let the general path see
                         shape = 2
@@ -437,7 +435,10 @@ def allocate(
             r.limit_room = {name: amount - mine.get(name, 0) for name, amount in limit.items()}
             r.limited = [(index[name], name) for name in sorted(limit) if name in index]
     # surplus[name]: free unreserved resources beyond the headroom still required, for the
-    # names that need headroom. A name leaves it when no guarantee misses it any more.
+    # names that need headroom. A name leaves it when no guarantee misses it any more. (The
+    # free unreserved resources are the columns of `flat`.)
+    if required:
+        free = {name: sum(flat[i::width]) for i, name in enumerate(names)}
     surplus = {name: free.get(name, 0) - need for name, need in required.items()}
 
     for r in role_state.values():
@@ -688,22 +689,27 @@ def allocate(
         caps the unreserved part: then the general path must decide."""
         aid = slot.agent_id
         available = slot.available
-        # Lists, not dicts: a Kind hashes in Python, slowly. An offer is made by copying the
-        # agent's dict (which keeps the hashes) and deleting what it does not include.
-        unreserved: list[tuple[Kind, int]] = []  # scalars
+        # Kinds in lists, not dicts: a Kind hashes in Python, slowly. An offer is made by
+        # copying the agent's dict (which keeps the hashes) and deleting what it does not get.
+        unreserved: list[Kind] = []  # scalars
+        u_sums: dict[str, int] = {}  # their amounts, by name
         others: list[Kind] = []  # unreserved ranges and sets: they go with the first offer
-        parts: dict[tuple[str | None, bool], list[tuple[Kind, object]]] = {}  # (reserved to, revocable)
+        parts: dict[tuple[str | None, bool], tuple[list[Kind], dict[str, int]]] = {}  # (reserved to, revocable)
         for kind, value in available.items():
             if kind.revocable or kind.reservations:
                 key = (kind.role if kind.reservations else None, kind.revocable)
                 part = parts.get(key)
                 if part is None:
-                    part = parts[key] = []
-                part.append((kind, value))
+                    part = parts[key] = ([], {})
+                part[0].append(kind)
+                if value.__class__ is int:
+                    part[1][kind.name] = part[1].get(kind.name, 0) + value
             elif value.__class__ is int:
-                unreserved.append((kind, value))
+                unreserved.append(kind)
+                u_sums[kind.name] = value
             else:
                 others.append(kind)
+        u_big = _big_enough(minimums, u_sums)  # then so is any offer with the unreserved part
         agent_filters = filtered.get(aid)
         offered: set[str] = set()
         gone: list[Kind] = []  # offered already
@@ -725,15 +731,13 @@ def allocate(
                 capped = bool(unreserved) and (bool(surplus) or r.limit_room is not None)
                 if capped and not fits(r, available):
                     return False  # nothing is offered yet: any offer takes the unreserved part
-                sums: dict[str, int] = {}
-                for kind, value in unreserved:
-                    sums[kind.name] = sums.get(kind.name, 0) + value
-                for key in keys:
-                    for kind, value in parts[key]:
-                        if value.__class__ is int:
-                            sums[kind.name] = sums.get(kind.name, 0) + value
-                if not big_enough(sums):
-                    continue
+                if not (unreserved and u_big):
+                    sums = dict(u_sums)
+                    for key in keys:
+                        for name, value in parts[key][1].items():
+                            sums[name] = sums.get(name, 0) + value
+                    if not _big_enough(minimums, sums):
+                        continue
                 if not gone and len(keys) == len(parts):
                     resources = available  # all of it
                 else:
@@ -742,29 +746,36 @@ def allocate(
                         del items[kind]
                     for key, part in parts.items():
                         if key not in keys:
-                            for kind, _ in part:
+                            for kind in part[0]:
                                 del items[kind]
                     resources = Resources.from_canonical(items)
                 if agent_filters is not None and refused(agent_filters, role_name, fid, resources):
                     continue
-                if capped:
-                    for kind, value in unreserved:
-                        charge(r, kind.name, value)
                 ra, fa = r.alloc, fw.alloc
-                for name, value in sums.items():
-                    i = index.get(name)
-                    if i is not None:
-                        ra[i] += value
-                        fa[i] += value
+                if unreserved:
+                    for name, value in u_sums.items():
+                        if capped:
+                            charge(r, name, value)
+                        i = index.get(name)
+                        if i is not None:
+                            ra[i] += value
+                            fa[i] += value
+                for key in keys:
+                    for name, value in parts[key][1].items():
+                        i = index.get(name)
+                        if i is not None:
+                            ra[i] += value
+                            fa[i] += value
                 reposition(r, fw)
                 out.append(_new_tuple(Allocation, (fid, aid, role_name, resources)))
                 offered.add(fid)
-                gone.extend(kind for kind, _ in unreserved)
-                gone.extend(others)
+                gone += unreserved
+                gone += others
                 unreserved = []
+                u_sums = {}
                 others = []
                 for key in keys:
-                    gone.extend(kind for kind, _ in parts.pop(key))
+                    gone += parts.pop(key)[0]
                 if not parts:
                     return True
                 usable = [key for key in usable if key in parts]
@@ -833,10 +844,20 @@ def allocate(
                 if len(order) == 1:
                     order[0] = new
                 else:
-                    _move(order, fw.key, new)
+                    i = bisect_left(order, fw.key)  # _move, inlined
+                    if i + 1 == len(order) or new <= order[i + 1]:
+                        order[i] = new
+                    else:
+                        del order[i]
+                        insort(order, new)
                 fw.key = new
                 new = (r.share, role_name, r)
-                _move(role_order, r.key, new)
+                i = bisect_left(role_order, r.key)  # _move, inlined
+                if i + 1 == len(role_order) or new <= role_order[i + 1]:
+                    role_order[i] = new
+                else:
+                    del role_order[i]
+                    insort(role_order, new)
                 if quota_order:
                     reorder_quota(r.key, new, r)
                 r.key = new
