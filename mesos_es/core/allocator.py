@@ -336,12 +336,12 @@ def allocate(
     inverse = [1.0 / total[name] for name in names]
     width = len(names)
 
-    # One pass over what the agents have available: the free unreserved resources (for
-    # headroom) and the unallocated reservations (they count toward quota), and for each
-    # agent what the fair-share stage needs: `shapes[k]` is 0 if agent k has nothing worth
-    # offering, 1 if it has only unreserved non-revocable resources (`flat[k * width:]` holds
-    # their scalars by resource index: no object per agent, so no garbage to collect), 2
-    # otherwise.
+    # One pass over what the agents have available. For each agent k, `flat[k * width:]`
+    # holds its unreserved non-revocable scalars by resource index (one flat list of ints:
+    # no object per agent, so no garbage to collect), and `shapes[k]` says what the
+    # fair-share stage does with it: 0 nothing (nothing worth offering), 1 the fast path
+    # (only unreserved non-revocable resources), 2 the split or general path. If some role
+    # has quota, the unallocated reservations (they count toward quota) are summed too.
     quota = any(p.guarantee or p.limit is not None for p in roles.values())
     reserved_free: dict[str, dict[str, int]] = {}  # by role
     free: dict[str, int] = {}
