@@ -14,9 +14,11 @@ run: $(INSTALLED)
 test: $(INSTALLED)
 	$(BIN)/python -m pytest
 
-# Benchmarks: tables for people (add ARGS=--json for tools).
+# Benchmarks: tables for people (add ARGS=--json for tools: one JSON object per benchmark and
+# line; ARGS common to both: --json, --quick).
 bench: $(INSTALLED)
 	$(BIN)/mesos-es bench log $(ARGS)
+	$(BIN)/mesos-es bench alloc $(ARGS)
 
 # Regenerate the committed protobuf code with the pinned protoc (grpcio-tools).
 proto: $(INSTALLED)
