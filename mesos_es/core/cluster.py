@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from mesos_es.core import effects as fx
 from mesos_es.core.convert import TERMINAL_STATES, resources_from_proto, resources_to_proto
 from mesos_es.core.outcomes import Applied, Outcome, Rejected
-from mesos_es.core.resources import EMPTY, Kind, Reservation, ResourceError, Resources
+from mesos_es.core.resources import EMPTY, Kind, Reservation, ResourceError, Resources, to_text
 from mesos_es.pb import events_pb2, mesos_pb2, state_pb2
 
 MAX_REFUSE_SECONDS = 365 * 24 * 3600
@@ -593,17 +593,11 @@ def _fit(pool: Resources, wanted: Resources, role: str) -> str:
     if wanted.revocable() and not pool.revocable().contains(wanted.revocable()):
         return "revocable resources not in the offer"
     if not pool.contains(wanted):
-        return "resources not in the offers: wanted " + _text(wanted) + ", offered " + _text(pool)
+        return "resources not in the offers: wanted " + to_text(wanted) + ", offered " + to_text(pool)
     for kind in wanted:
         if kind.role not in ("*", role) and not role.startswith(kind.role + "/"):
             return f"resources reserved to {kind.role!r} cannot be used by role {role!r}"
     return ""
-
-
-def _text(resources: Resources) -> str:
-    from mesos_es.core.resources import to_text
-
-    return to_text(resources)
 
 
 def apply_offers_accepted(state, position: int, event: events_pb2.Event) -> Outcome:

@@ -17,6 +17,7 @@ import base64
 import time
 import uuid
 
+import orjson
 import structlog
 
 from mesos_es import __version__
@@ -35,16 +36,13 @@ from mesos_es.core.convert import (
 from mesos_es.core.outcomes import Applied, Outcome
 from mesos_es.core.resources import EMPTY
 from mesos_es.log.interface import LogError, NotLeader, Proposed, Role
+from mesos_es.master.http.common import now_ms
 from mesos_es.master.streams import EventStream
 from mesos_es.pb import events_pb2, mesos_pb2
 
 log = structlog.get_logger(__name__)
 
 WATCH_INTERVAL_S = 0.05
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def new_id(suffix: str) -> str:
@@ -157,7 +155,7 @@ class Leader:
             case fx.RescindOffer(framework_id, offer_id):
                 self._to_framework(framework_id, {"type": "RESCIND", "rescind": {"offer_id": ident(offer_id)}})
             case fx.ForwardUpdate(framework_id, status):
-                self._to_framework(framework_id, {"type": "UPDATE", "update": {"status": task_status_to_json(status)}})
+                self.send_update(framework_id, task_status_to_json(status))
             case fx.MessageToScheduler(framework_id, agent_id, executor_id, data):
                 self._to_framework(framework_id, {"type": "MESSAGE", "message": {
                     "agent_id": ident(agent_id), "executor_id": ident(executor_id),
@@ -172,8 +170,6 @@ class Leader:
             case fx.RunTaskGroup(agent_id, framework_id, task_ids, executor_json):
                 framework = cluster.frameworks.get(framework_id)
                 if framework is not None:
-                    import orjson
-
                     self._to_agent(agent_id, {"type": "RUN_TASK_GROUP", "run_task_group": {
                         "framework_info": framework_info_to_json(framework.info, framework_id),
                         "executor": orjson.loads(executor_json) if executor_json else {},
@@ -182,8 +178,6 @@ class Leader:
             case fx.KillTask(agent_id, framework_id, task_id, kill_policy_json):
                 body = {"framework_id": ident(framework_id), "task_id": ident(task_id)}
                 if kill_policy_json:
-                    import orjson
-
                     body["kill_policy"] = orjson.loads(kill_policy_json)
                 self._to_agent(agent_id, {"type": "KILL_TASK", "kill_task": body})
             case fx.AcknowledgeToAgent(agent_id, framework_id, task_id, uuid_bytes):
@@ -206,6 +200,10 @@ class Leader:
         if stream is not None:
             stream.send(event)
 
+    def send_update(self, framework_id: str, status: dict) -> None:
+        """An UPDATE event (`status` in Mesos JSON) on the framework's stream, if it has one."""
+        self._to_framework(framework_id, {"type": "UPDATE", "update": {"status": status}})
+
     def send_run_task(self, agent_id: str, framework_id: str, task_id: str) -> None:
         framework = self.state.frameworks.get(framework_id)
         if framework is None or task_id not in framework.tasks:
@@ -226,7 +224,7 @@ class Leader:
             return
         for task_id in sorted(framework.tasks):
             for status in framework.tasks[task_id].unacknowledged:
-                self._to_framework(framework_id, {"type": "UPDATE", "update": {"status": task_status_to_json(status)}})
+                self.send_update(framework_id, task_status_to_json(status))
 
     # -- allocation ---------------------------------------------------------------------------
     async def _allocation_loop(self) -> None:

@@ -21,8 +21,14 @@ from mesos_es.core.convert import (
     task_status_to_json,
 )
 from mesos_es.core.outcomes import Rejected
-from mesos_es.master.http.common import MASTER, http_error, propose
-from mesos_es.master.http.scheduler import accepted, bad_request, read_call, redirect_or_unavailable, section
+from mesos_es.master.http.common import MASTER, http_error, propose, to_leader
+from mesos_es.master.http.scheduler import (
+    accepted,
+    bad_request,
+    base64_field,
+    read_call,
+    section,
+)
 from mesos_es.master.leader import new_id
 from mesos_es.master.streams import EventStream
 from mesos_es.pb import events_pb2, mesos_pb2
@@ -38,7 +44,7 @@ async def agent_api(request: web.Request) -> web.StreamResponse:
     call = await read_call(request)
     leader = master.leader_shell
     if not leader.is_leading():
-        raise redirect_or_unavailable(request, PATH)
+        raise to_leader(request, PATH)
     try:
         if call["type"] == "REGISTER":
             return await register(request, call)
@@ -124,8 +130,7 @@ async def update(request, agent_id, call):
     if task is not None:
         if any(u.uuid == status.uuid for u in task.unacknowledged):
             # A resend of an update already in the log: forward it again, no new event.
-            leader.frameworks.get(framework_id) and leader.frameworks[framework_id].send(
-                {"type": "UPDATE", "update": {"status": task_status_to_json(status)}})
+            leader.send_update(framework_id, task_status_to_json(status))
             return accepted()
         if task.latest_status.uuid == status.uuid:
             leader.send_ack(agent_id, framework_id, status.task_id, status.uuid)  # acknowledged already
@@ -140,13 +145,8 @@ async def update(request, agent_id, call):
 
 
 async def message(request, agent_id, call):
-    import base64
-
     body = section(call, "message")
-    try:
-        data = base64.b64decode(body.get("data") or "", validate=True)
-    except ValueError:
-        raise bad_request("message.data must be base64") from None
+    data = base64_field(body, "data", "message")
     await propose(request, events_pb2.Event(framework_message_relayed=events_pb2.FrameworkMessageRelayed(
         framework_id=id_value(body, "framework_id"), agent_id=agent_id,
         executor_id=id_value(body, "executor_id"), data=data, to_executor=False)))

@@ -37,13 +37,15 @@ def unavailable(message: str, **extra) -> web.HTTPException:
     return error
 
 
-def to_leader(request: web.Request) -> web.HTTPException:
-    """307 to the leader for the same path and query, or 503 while none is known."""
+def to_leader(request: web.Request, path: str | None = None) -> web.HTTPException:
+    """307 to the leader, or 503 while none is known. Without `path`: the same URL on the
+    leader; with it (the Mesos APIs): `Location: //leader<path>`, scheme-relative, as Mesos
+    answers and pymesos expects."""
     master = request.app[MASTER]
     leader = master.leader()
     if leader is None or leader == master.config.address:
         return unavailable("no leading master is elected yet; retry shortly", leader=None)
-    location = f"http://{leader}{request.path_qs}"
+    location = f"http://{leader}{request.path_qs}" if path is None else f"//{leader}{path}"
     body = orjson.dumps({"error": f"this master does not lead; the leader is {leader}", "leader": leader})
     return web.HTTPTemporaryRedirect(location, text=body.decode(), content_type="application/json")
 

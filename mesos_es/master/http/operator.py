@@ -25,8 +25,8 @@ from mesos_es.core.convert import (
 )
 from mesos_es.core.outcomes import Rejected
 from mesos_es.core.resources import to_json
-from mesos_es.master.http.common import MASTER, json_response, propose
-from mesos_es.master.http.scheduler import bad_request, read_call, redirect_or_unavailable, section
+from mesos_es.master.http.common import MASTER, json_response, propose, to_leader
+from mesos_es.master.http.scheduler import bad_request, read_call, section
 from mesos_es.pb import events_pb2, mesos_pb2
 
 PATH = "/api/v1"
@@ -54,7 +54,7 @@ async def operator(request: web.Request) -> web.Response:
     try:
         if kind in WRITES:
             if not (master.leader_shell and master.leader_shell.is_leading()):
-                raise redirect_or_unavailable(request, PATH)
+                raise to_leader(request, PATH)
             event = WRITES[kind](call)
             proposed = await propose(request, event)
             if isinstance(proposed.result, Rejected):

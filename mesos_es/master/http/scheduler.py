@@ -31,8 +31,8 @@ from mesos_es.core.convert import (
 )
 from mesos_es.core.outcomes import Rejected
 from mesos_es.log.interface import LogError
-from mesos_es.master.http.common import MASTER, http_error, propose, unavailable
-from mesos_es.master.leader import new_id, now_ms
+from mesos_es.master.http.common import MASTER, http_error, now_ms, propose, to_leader
+from mesos_es.master.leader import new_id
 from mesos_es.master.streams import EventStream
 from mesos_es.pb import events_pb2, mesos_pb2
 
@@ -46,15 +46,11 @@ def bad_request(message: str) -> web.HTTPException:
     return http_error(web.HTTPBadRequest, message)
 
 
-def redirect_or_unavailable(request: web.Request, path: str) -> web.HTTPException:
-    """307 to the leader with a scheme-relative Location, as Mesos answers, or 503."""
-    master = request.app[MASTER]
-    leader = master.leader()
-    if leader is None or leader == master.config.address:
-        return unavailable("no leading master is elected yet; retry shortly", leader=None)
-    return web.HTTPTemporaryRedirect(f"//{leader}{path}", text=orjson.dumps(
-        {"error": f"this master does not lead; the leader is {leader}", "leader": leader}).decode(),
-        content_type="application/json")
+def base64_field(body: Mapping, name: str, what: str) -> bytes:
+    try:
+        return base64.b64decode(body.get(name) or "", validate=True)
+    except ValueError:
+        raise bad_request(f"{what}.{name} must be base64") from None
 
 
 async def read_call(request: web.Request) -> dict:
@@ -112,7 +108,7 @@ async def scheduler(request: web.Request) -> web.StreamResponse:
     call = await read_call(request)
     leader = master.leader_shell
     if not leader.is_leading():
-        raise redirect_or_unavailable(request, PATH)
+        raise to_leader(request, PATH)
     if call["type"] == "SUBSCRIBE":
         return await subscribe(request, call)
     try:
@@ -311,10 +307,7 @@ async def shutdown(request, framework_id, call):
 async def acknowledge(request, framework_id, call):
     body = section(call, "acknowledge")
     task_id = id_value(body, "task_id")
-    try:
-        uuid = base64.b64decode(body.get("uuid") or "", validate=True)
-    except ValueError:
-        raise bad_request("acknowledge.uuid must be base64") from None
+    uuid = base64_field(body, "uuid", "acknowledge")
     framework = request.app[MASTER].leader_shell.state.frameworks[framework_id]
     task = framework.tasks.get(task_id)
     # An acknowledgement of something already acknowledged (or unknown) changes nothing;
@@ -358,7 +351,7 @@ async def reconcile(request, framework_id, call):
                          "message": "task unknown to the master", "timestamp": ts,
                          **({"agent_id": item["agent_id"]} if isinstance(item.get("agent_id"), dict) else {})})
     for status in statuses:
-        leader.frameworks[framework_id].send({"type": "UPDATE", "update": {"status": status}})
+        leader.send_update(framework_id, status)
     return accepted()
 
 
@@ -372,10 +365,7 @@ def _reconciled(status: mesos_pb2.TaskStatus, ts: float) -> dict:
 
 async def message(request, framework_id, call):
     body = section(call, "message")
-    try:
-        data = base64.b64decode(body.get("data") or "", validate=True)
-    except ValueError:
-        raise bad_request("message.data must be base64") from None
+    data = base64_field(body, "data", "message")
     proposed = await propose(request, events_pb2.Event(framework_message_relayed=events_pb2.FrameworkMessageRelayed(
         framework_id=framework_id, agent_id=id_value(body, "agent_id"), executor_id=id_value(body, "executor_id"),
         data=data, to_executor=True)))
