@@ -52,6 +52,11 @@ def master_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     scheduling.add_argument("--agent-reregister-timeout-s", type=float, default=30.0,
                             help="after an election, how long known agents have to re-register "
                                  "(default %(default)s)")
+    scheduling.add_argument("--revoke-for-quota", action="store_true",
+                            help="kill tasks of roles above their quota guarantee when roles below it "
+                                 "cannot otherwise reach it (default: never revoke)")
+    scheduling.add_argument("--revocation-grace-period-s", type=float, default=30.0,
+                            help="grace period (SIGTERM to SIGKILL) of a revoked task (default %(default)s)")
     add_logging_flags(parser)
     return parser
 
@@ -93,6 +98,8 @@ def master_config(args: argparse.Namespace):
         agent_ping_timeout_s=args.agent_ping_timeout_s,
         max_agent_ping_timeouts=args.max_agent_ping_timeouts,
         agent_reregister_timeout_s=args.agent_reregister_timeout_s,
+        revoke_for_quota=args.revoke_for_quota,
+        revocation_grace_period_s=args.revocation_grace_period_s,
     )
 
 
@@ -266,6 +273,13 @@ def build_parser() -> argparse.ArgumentParser:
     alloc_bench = bench_commands.add_parser("alloc", help="the allocator: time of one allocation cycle")
     add_alloc_bench_arguments(alloc_bench)
     alloc_bench.set_defaults(run=run_alloc_bench)
+    from mesos_es.bench.master import add_arguments as add_master_bench_arguments
+    from mesos_es.bench.master import run as run_master_bench
+
+    master_bench = bench_commands.add_parser(
+        "master", help="real masters, synthetic agents, 10 frameworks: offer round trip and task launches/s")
+    add_master_bench_arguments(master_bench)
+    master_bench.set_defaults(run=run_master_bench)
 
     version = commands.add_parser("version", help="print the version")
     version.set_defaults(run=lambda _args: print(__version__) or 0)

@@ -18,7 +18,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from mesos_es.core import effects as fx
-from mesos_es.core.convert import TERMINAL_STATES, resources_from_proto, resources_to_proto
+from mesos_es.core.convert import TERMINAL_STATES, canonical_json, resources_from_proto, resources_to_proto
 from mesos_es.core.outcomes import Applied, Outcome, Rejected
 from mesos_es.core.resources import EMPTY, Kind, Reservation, ResourceError, Resources, to_text
 from mesos_es.pb import events_pb2, mesos_pb2, state_pb2
@@ -58,6 +58,8 @@ class ClusterIndex:
     """Derived sums; rebuilt from the message after a snapshot, kept up to date by appliers."""
 
     agent_total: dict[str, Resources] = field(default_factory=dict)
+    # agent -> its current revocable (oversubscribed) estimate, beside its total
+    agent_revocable: dict[str, Resources] = field(default_factory=dict)
     agent_used: dict[str, Resources] = field(default_factory=lambda: defaultdict(Resources))
     agent_offered: dict[str, Resources] = field(default_factory=lambda: defaultdict(Resources))
     # framework -> role -> scalar resources held (active tasks and outstanding offers)
@@ -69,14 +71,28 @@ class ClusterIndex:
     # resources by task key, so a release does not re-parse the protobuf
     task_resources: dict[tuple[str, str], Resources] = field(default_factory=dict)
 
+    def total(self, agent_id: str) -> Resources:
+        """The agent's total with its revocable estimate."""
+        total = self.agent_total.get(agent_id, EMPTY)
+        revocable = self.agent_revocable.get(agent_id)
+        return total + revocable if revocable else total
+
     def available(self, agent_id: str) -> Resources:
-        return self.agent_total.get(agent_id, EMPTY) - self.agent_used[agent_id] - self.agent_offered[agent_id]
+        total, used, offered = self.total(agent_id), self.agent_used[agent_id], self.agent_offered[agent_id]
+        try:
+            return total - used - offered
+        except ResourceError:
+            # The revocable estimate shrank below what tasks hold (the agent kills the newest
+            # of them and reports it): none of that resource is available meanwhile.
+            return total.saturating_sub(used).saturating_sub(offered)
 
     @classmethod
     def rebuild(cls, cluster: state_pb2.Cluster) -> ClusterIndex:
         index = cls()
         for agent_id, agent in cluster.agents.items():
             index.agent_total[agent_id] = resources_from_proto(agent.info.resources)
+            if len(agent.oversubscribed):
+                index.agent_revocable[agent_id] = resources_from_proto(agent.oversubscribed)
         for framework_id, framework in cluster.frameworks.items():
             for task_id, task in framework.tasks.items():
                 if task.state not in TERMINAL_STATES:
@@ -91,7 +107,7 @@ class ClusterIndex:
         def clean(d):
             return {k: v for k, v in d.items() if v}
         return (
-            dict(self.agent_total), clean(self.agent_used), clean(self.agent_offered),
+            dict(self.agent_total), clean(self.agent_revocable), clean(self.agent_used), clean(self.agent_offered),
             {f: clean(r) for f, r in self.allocated.items() if clean(r)}, clean(self.agent_tasks),
             set(self.offered_pairs), dict(self.task_resources),
         )
@@ -437,7 +453,7 @@ def apply_agent_reregistered(state, position: int, event: events_pb2.Event) -> O
     new_total = _with_reservations(reported_total, index.agent_total.get(e.agent_id, EMPTY))
     if new_total is None:
         return Rejected("the agent's resources no longer cover its dynamic reservations")
-    if not new_total.contains(index.agent_used[e.agent_id]):
+    if not new_total.contains(index.agent_used[e.agent_id].non_revocable()):
         return Rejected("the agent's resources no longer cover its tasks")
     effects: list[fx.Effect] = _rescind_where(state, lambda offer: offer.agent_id == e.agent_id)
     agent = cluster.agents[e.agent_id]
@@ -522,6 +538,7 @@ def apply_agent_removed(state, position: int, event: events_pb2.Event) -> Outcom
         effects.append(fx.ForwardUpdate(framework_id, status))
     del cluster.agents[e.agent_id]
     state.index.agent_total.pop(e.agent_id, None)
+    state.index.agent_revocable.pop(e.agent_id, None)
     state.index.agent_tasks.pop(e.agent_id, None)
     _push_bounded(cluster.removed_agents, e.agent_id, REMOVED_IDS_KEPT)
     return Applied(tuple(effects))
@@ -874,6 +891,57 @@ def apply_resources_unreserved(state, position: int, event: events_pb2.Event) ->
     return _reservation_change(state, e.agent_id, e.resources, reserve=False)
 
 
+def apply_oversubscribed_resources_updated(state, position: int, event: events_pb2.Event) -> Outcome:
+    """Replace the agent's revocable estimate and rescind its outstanding offers holding
+    revocable resources (they were cut from the old estimate). Rejected: unknown agent,
+    malformed resources, or a resource not marked revocable."""
+    e = event.oversubscribed_resources_updated
+    agent = state.cluster.agents.get(e.agent_id)
+    if agent is None:
+        return Rejected("unknown agent")
+    estimate = _parse(e.resources)
+    if estimate is None:
+        return Rejected("malformed resources")
+    if estimate.non_revocable():
+        return Rejected("oversubscribed resources must all be revocable")
+    index = state.index
+    if estimate == index.agent_revocable.get(e.agent_id, EMPTY):
+        return Applied(note="unchanged")
+    effects = _rescind_where(state, lambda offer: offer.agent_id == e.agent_id
+                             and any(r.HasField("revocable") for r in offer.resources))
+    del agent.oversubscribed[:]
+    agent.oversubscribed.extend(resources_to_proto(estimate))
+    if estimate:
+        index.agent_revocable[e.agent_id] = estimate
+    else:
+        index.agent_revocable.pop(e.agent_id, None)
+    return Applied(tuple(effects))
+
+
+def apply_resources_revoked(state, position: int, event: events_pb2.Event) -> Outcome:
+    """Rescind the named offers and have each named task killed with the grace period; a
+    revoked task is marked so the policy never names it twice. Offers and tasks that are gone,
+    finished or already revoked are skipped (the state moved on since the policy ran)."""
+    e = event.resources_revoked
+    cluster = state.cluster
+    effects: list[fx.Effect] = []
+    for offer_id in e.offer_ids:
+        offer = _remove_offer(state, offer_id)
+        if offer is not None:
+            effects.append(fx.RescindOffer(offer.framework_id, offer_id))
+    policy = canonical_json({"grace_period": {"nanoseconds": max(0, e.grace_period_ms) * 1_000_000}})
+    skipped = 0
+    for revoked in e.tasks:
+        framework = cluster.frameworks.get(revoked.framework_id)
+        task = framework.tasks.get(revoked.task_id) if framework is not None else None
+        if task is None or task.state in TERMINAL_STATES or task.revoked_at_ms:
+            skipped += 1
+            continue
+        task.revoked_at_ms = event.timestamp_ms
+        effects.append(fx.KillTask(task.info.agent_id, revoked.framework_id, revoked.task_id, policy))
+    return Applied(tuple(effects), note=f"{skipped} tasks skipped" if skipped else "")
+
+
 APPLIERS = {
     "master_elected": apply_master_elected,
     "framework_subscribed": apply_framework_subscribed,
@@ -898,6 +966,8 @@ APPLIERS = {
     "weights_updated": apply_weights_updated,
     "resources_reserved": apply_resources_reserved,
     "resources_unreserved": apply_resources_unreserved,
+    "oversubscribed_resources_updated": apply_oversubscribed_resources_updated,
+    "resources_revoked": apply_resources_revoked,
 }
 
 __all__ = ["APPLIERS", "ClusterIndex", "Reservation", "legal_transition"]

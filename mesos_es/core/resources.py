@@ -186,6 +186,22 @@ class Resources(Mapping[Kind, Value]):
                 items[kind] = tuple(i for i in mine if i not in set(value))
         return Resources(items)
 
+    def saturating_sub(self, other: Resources) -> Resources:
+        """Remove as much of `other` as is here, never going below nothing: what an agent still
+        has once its revocable estimate shrank below what its tasks already hold."""
+        items = dict(self._items)
+        for kind, value in other._items.items():
+            mine = items.get(kind)
+            if mine is None or _shape(mine) != _shape(value):
+                continue
+            if isinstance(value, int):
+                items[kind] = max(0, mine - value)
+            elif value and isinstance(value[0], tuple):
+                items[kind] = _subtract_ranges(mine, value)
+            else:
+                items[kind] = tuple(i for i in mine if i not in set(value))
+        return Resources(items)
+
     def contains(self, other: Resources) -> bool:
         for kind, value in other._items.items():
             mine = self._items.get(kind)

@@ -73,6 +73,10 @@ class MasterConfig:
     max_agent_ping_timeouts: int = 3
     # How long a new leader waits for known agents to re-register before marking them unreachable.
     agent_reregister_timeout_s: float = 30.0
+    # Revocation: kill tasks of roles above their quota guarantee so that roles below it can
+    # reach theirs (off by default: an operator opts in to preemption), after a grace period.
+    revoke_for_quota: bool = False
+    revocation_grace_period_s: float = 30.0
 
     def http_address_of(self, raft_address: str | None) -> str | None:
         """The HTTP address of the master with this Raft address, if it is one we know."""

@@ -34,7 +34,6 @@ from mesos_es.core.convert import (
     task_status_to_json,
 )
 from mesos_es.core.outcomes import Applied, Outcome
-from mesos_es.core.resources import EMPTY
 from mesos_es.log.interface import LogError, NotLeader, Proposed, Role
 from mesos_es.master.http.common import now_ms
 from mesos_es.master.streams import EventStream
@@ -139,7 +138,8 @@ class Leader:
         kind = event.WhichOneof("kind")
         if kind in ("offers_declined", "offers_accepted", "framework_revived", "agent_registered",
                     "agent_reregistered", "framework_removed", "framework_subscribed", "quota_updated",
-                    "weights_updated", "resources_unreserved", "resources_reserved") or (
+                    "weights_updated", "resources_unreserved", "resources_reserved",
+                    "oversubscribed_resources_updated", "resources_revoked") or (
                 kind == "task_status_updated" and event.task_status_updated.status.state in TERMINAL_STATES):
             self.trigger_allocation()
 
@@ -242,7 +242,10 @@ class Leader:
                 await asyncio.sleep(interval)
 
     async def allocate_once(self) -> int:
-        """One cycle on the applied state; its offers are committed before the next cycle."""
+        """One cycle on the applied state; its offers are committed before the next cycle.
+        With --revoke-for-quota, the revocation policy runs first."""
+        if self.config.revoke_for_quota:
+            await self.revoke_once()
         ts = now_ms()
         allocations = allocator.allocate(**allocation_inputs(self.master.replica.state, ts))
         if not allocations:
@@ -256,6 +259,27 @@ class Leader:
                 resources=resources_to_proto(a.resources)))
         await self.propose(events_pb2.Event(offers_made=events_pb2.OffersMade(offers=offers)))
         return len(offers)
+
+    async def revoke_once(self) -> int:
+        """Take back what roles below their quota guarantee need (one ResourcesRevoked event):
+        offers at once, tasks with the grace period. Returns how many things were revoked."""
+        if not wants_revocation(self.state):
+            return 0
+        revoked = allocator.revocations(**revocation_inputs(self.master.replica.state))
+        if not revoked:
+            return 0
+        cluster = self.state
+        offer_ids = sorted(oid for oid, o in cluster.offers.items()
+                           if any(r.task_id is None and r.framework_id == o.framework_id and r.agent_id == o.agent_id
+                                  for r in revoked))
+        tasks = [events_pb2.RevokedTask(framework_id=r.framework_id, task_id=r.task_id)
+                 for r in revoked if r.task_id is not None]
+        for_roles = sorted({role for r in revoked for role in r.for_roles})
+        await self.propose(events_pb2.Event(resources_revoked=events_pb2.ResourcesRevoked(
+            offer_ids=offer_ids, tasks=tasks, for_roles=for_roles,
+            grace_period_ms=int(self.config.revocation_grace_period_s * 1000))))
+        log.info("resources_revoked", offers=len(offer_ids), tasks=len(tasks), for_roles=for_roles)
+        return len(offer_ids) + len(tasks)
 
     # -- timers --------------------------------------------------------------------------------
     def _agent_timeout_s(self) -> float:
@@ -307,8 +331,10 @@ class Leader:
                     agent_id=agent_id, reason=f"no answer to pings for {timeout:g} s")))
 
 
-def allocation_inputs(state, now: int) -> dict:
-    """The allocator's view of the applied state (pure)."""
+def _policy_inputs(state) -> dict:
+    """What the allocator and the revocation policy both see of the applied state (pure):
+    reachable agents, every framework (disconnected ones inactive: they are offered nothing,
+    but what they hold counts toward shares and quota), and the roles' weights and quotas."""
     cluster, index = state.cluster, state.index
     agents = []
     for agent_id in sorted(cluster.agents):
@@ -316,25 +342,57 @@ def allocation_inputs(state, now: int) -> dict:
         if not agent.reachable:
             continue
         agents.append(allocator.AgentSlot(agent_id=agent_id, available=index.available(agent_id),
-                                          total=index.agent_total.get(agent_id, EMPTY)))
+                                          total=index.total(agent_id)))
     frameworks = []
     for framework_id in sorted(cluster.frameworks):
         framework = cluster.frameworks[framework_id]
-        if not framework.connected:
-            continue
         frameworks.append(allocator.FrameworkDemand(
             framework_id=framework_id, roles=tuple(framework.info.roles),
             suppressed_roles=frozenset(framework.suppressed_roles),
             revocable_ok="REVOCABLE_RESOURCES" in framework.info.capabilities,
-            allocated={role: r for role, r in index.allocated.get(framework_id, {}).items() if r}))
+            allocated={role: r for role, r in index.allocated.get(framework_id, {}).items() if r},
+            active=framework.connected))
     roles = {}
     for name in sorted(cluster.roles):
         role = cluster.roles[name]
         roles[name] = allocator.RolePolicy(
             weight=role.weight or 1.0, guarantee=resources_from_proto(role.quota_guarantees),
             limit=resources_from_proto(role.quota_limits) if len(role.quota_limits) else None)
+    return {"agents": agents, "frameworks": frameworks, "roles": roles}
+
+
+def allocation_inputs(state, now: int) -> dict:
+    """The allocator's view of the applied state (pure)."""
+    cluster, index = state.cluster, state.index
     filters = tuple(allocator.Filter(framework_id=f.framework_id, agent_id=f.agent_id, expires_ms=f.expires_ms,
                                      resources=resources_from_proto(f.resources) if len(f.resources) else None)
                     for f in cluster.filters if f.expires_ms > now)
-    return {"agents": agents, "frameworks": frameworks, "roles": roles, "filters": filters,
-            "outstanding": frozenset(index.offered_pairs), "now_ms": now}
+    return {**_policy_inputs(state), "filters": filters, "outstanding": frozenset(index.offered_pairs),
+            "now_ms": now}
+
+
+def revocation_inputs(state) -> dict:
+    """The revocation policy's view of the applied state (pure): the allocator's, plus the
+    running tasks (revoked or killing ones as already being freed) and outstanding offers."""
+    cluster, index = state.cluster, state.index
+    tasks = []
+    for framework_id in sorted(cluster.frameworks):
+        framework = cluster.frameworks[framework_id]
+        for task_id in sorted(framework.tasks):
+            task = framework.tasks[task_id]
+            resources = index.task_resources.get((framework_id, task_id))
+            if resources is None:  # terminal, awaiting acknowledgement: holds nothing
+                continue
+            tasks.append(allocator.RunningTask(
+                task_id=task_id, framework_id=framework_id, agent_id=task.info.agent_id, role=task.role,
+                resources=resources, launched_ms=task.launched_at_ms,
+                killing=bool(task.revoked_at_ms) or task.state == mesos_pb2.TASK_KILLING))
+    offers = [allocator.Allocation(o.framework_id, o.agent_id, o.role, resources_from_proto(o.resources))
+              for _, o in sorted(cluster.offers.items())]
+    return {**_policy_inputs(state), "tasks": tasks, "offers": offers}
+
+
+def wants_revocation(cluster) -> bool:
+    """Whether any role has a quota guarantee: without one the policy never revokes, and the
+    leader skips building its inputs."""
+    return any(len(role.quota_guarantees) for role in cluster.roles.values())

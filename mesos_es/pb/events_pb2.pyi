@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Event(_message.Message):
-    __slots__ = ("timestamp_ms", "log_entry_appended", "log_truncated", "master_elected", "framework_subscribed", "framework_disconnected", "framework_removed", "framework_suppressed", "framework_revived", "agent_registered", "agent_reregistered", "agent_marked_unreachable", "agent_removed", "offers_made", "offers_rescinded", "offers_declined", "offers_accepted", "task_status_updated", "status_update_acknowledged", "task_kill_requested", "framework_message_relayed", "quota_updated", "weights_updated", "resources_reserved", "resources_unreserved", "framework_updated")
+    __slots__ = ("timestamp_ms", "log_entry_appended", "log_truncated", "master_elected", "framework_subscribed", "framework_disconnected", "framework_removed", "framework_suppressed", "framework_revived", "agent_registered", "agent_reregistered", "agent_marked_unreachable", "agent_removed", "offers_made", "offers_rescinded", "offers_declined", "offers_accepted", "task_status_updated", "status_update_acknowledged", "task_kill_requested", "framework_message_relayed", "quota_updated", "weights_updated", "resources_reserved", "resources_unreserved", "framework_updated", "oversubscribed_resources_updated", "resources_revoked")
     TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
     LOG_ENTRY_APPENDED_FIELD_NUMBER: _ClassVar[int]
     LOG_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
@@ -35,6 +35,8 @@ class Event(_message.Message):
     RESOURCES_RESERVED_FIELD_NUMBER: _ClassVar[int]
     RESOURCES_UNRESERVED_FIELD_NUMBER: _ClassVar[int]
     FRAMEWORK_UPDATED_FIELD_NUMBER: _ClassVar[int]
+    OVERSUBSCRIBED_RESOURCES_UPDATED_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_REVOKED_FIELD_NUMBER: _ClassVar[int]
     timestamp_ms: int
     log_entry_appended: LogEntryAppended
     log_truncated: LogTruncated
@@ -61,7 +63,9 @@ class Event(_message.Message):
     resources_reserved: ResourcesReserved
     resources_unreserved: ResourcesUnreserved
     framework_updated: FrameworkUpdated
-    def __init__(self, timestamp_ms: _Optional[int] = ..., log_entry_appended: _Optional[_Union[LogEntryAppended, _Mapping]] = ..., log_truncated: _Optional[_Union[LogTruncated, _Mapping]] = ..., master_elected: _Optional[_Union[MasterElected, _Mapping]] = ..., framework_subscribed: _Optional[_Union[FrameworkSubscribed, _Mapping]] = ..., framework_disconnected: _Optional[_Union[FrameworkDisconnected, _Mapping]] = ..., framework_removed: _Optional[_Union[FrameworkRemoved, _Mapping]] = ..., framework_suppressed: _Optional[_Union[FrameworkSuppressed, _Mapping]] = ..., framework_revived: _Optional[_Union[FrameworkRevived, _Mapping]] = ..., agent_registered: _Optional[_Union[AgentRegistered, _Mapping]] = ..., agent_reregistered: _Optional[_Union[AgentReregistered, _Mapping]] = ..., agent_marked_unreachable: _Optional[_Union[AgentMarkedUnreachable, _Mapping]] = ..., agent_removed: _Optional[_Union[AgentRemoved, _Mapping]] = ..., offers_made: _Optional[_Union[OffersMade, _Mapping]] = ..., offers_rescinded: _Optional[_Union[OffersRescinded, _Mapping]] = ..., offers_declined: _Optional[_Union[OffersDeclined, _Mapping]] = ..., offers_accepted: _Optional[_Union[OffersAccepted, _Mapping]] = ..., task_status_updated: _Optional[_Union[TaskStatusUpdated, _Mapping]] = ..., status_update_acknowledged: _Optional[_Union[StatusUpdateAcknowledged, _Mapping]] = ..., task_kill_requested: _Optional[_Union[TaskKillRequested, _Mapping]] = ..., framework_message_relayed: _Optional[_Union[FrameworkMessageRelayed, _Mapping]] = ..., quota_updated: _Optional[_Union[QuotaUpdated, _Mapping]] = ..., weights_updated: _Optional[_Union[WeightsUpdated, _Mapping]] = ..., resources_reserved: _Optional[_Union[ResourcesReserved, _Mapping]] = ..., resources_unreserved: _Optional[_Union[ResourcesUnreserved, _Mapping]] = ..., framework_updated: _Optional[_Union[FrameworkUpdated, _Mapping]] = ...) -> None: ...
+    oversubscribed_resources_updated: OversubscribedResourcesUpdated
+    resources_revoked: ResourcesRevoked
+    def __init__(self, timestamp_ms: _Optional[int] = ..., log_entry_appended: _Optional[_Union[LogEntryAppended, _Mapping]] = ..., log_truncated: _Optional[_Union[LogTruncated, _Mapping]] = ..., master_elected: _Optional[_Union[MasterElected, _Mapping]] = ..., framework_subscribed: _Optional[_Union[FrameworkSubscribed, _Mapping]] = ..., framework_disconnected: _Optional[_Union[FrameworkDisconnected, _Mapping]] = ..., framework_removed: _Optional[_Union[FrameworkRemoved, _Mapping]] = ..., framework_suppressed: _Optional[_Union[FrameworkSuppressed, _Mapping]] = ..., framework_revived: _Optional[_Union[FrameworkRevived, _Mapping]] = ..., agent_registered: _Optional[_Union[AgentRegistered, _Mapping]] = ..., agent_reregistered: _Optional[_Union[AgentReregistered, _Mapping]] = ..., agent_marked_unreachable: _Optional[_Union[AgentMarkedUnreachable, _Mapping]] = ..., agent_removed: _Optional[_Union[AgentRemoved, _Mapping]] = ..., offers_made: _Optional[_Union[OffersMade, _Mapping]] = ..., offers_rescinded: _Optional[_Union[OffersRescinded, _Mapping]] = ..., offers_declined: _Optional[_Union[OffersDeclined, _Mapping]] = ..., offers_accepted: _Optional[_Union[OffersAccepted, _Mapping]] = ..., task_status_updated: _Optional[_Union[TaskStatusUpdated, _Mapping]] = ..., status_update_acknowledged: _Optional[_Union[StatusUpdateAcknowledged, _Mapping]] = ..., task_kill_requested: _Optional[_Union[TaskKillRequested, _Mapping]] = ..., framework_message_relayed: _Optional[_Union[FrameworkMessageRelayed, _Mapping]] = ..., quota_updated: _Optional[_Union[QuotaUpdated, _Mapping]] = ..., weights_updated: _Optional[_Union[WeightsUpdated, _Mapping]] = ..., resources_reserved: _Optional[_Union[ResourcesReserved, _Mapping]] = ..., resources_unreserved: _Optional[_Union[ResourcesUnreserved, _Mapping]] = ..., framework_updated: _Optional[_Union[FrameworkUpdated, _Mapping]] = ..., oversubscribed_resources_updated: _Optional[_Union[OversubscribedResourcesUpdated, _Mapping]] = ..., resources_revoked: _Optional[_Union[ResourcesRevoked, _Mapping]] = ...) -> None: ...
 
 class LogEntryAppended(_message.Message):
     __slots__ = ("log", "data", "idempotency_key")
@@ -322,3 +326,31 @@ class FrameworkUpdated(_message.Message):
     framework_id: str
     framework_info: _mesos_pb2.FrameworkInfo
     def __init__(self, framework_id: _Optional[str] = ..., framework_info: _Optional[_Union[_mesos_pb2.FrameworkInfo, _Mapping]] = ...) -> None: ...
+
+class OversubscribedResourcesUpdated(_message.Message):
+    __slots__ = ("agent_id", "resources")
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    agent_id: str
+    resources: _containers.RepeatedCompositeFieldContainer[_mesos_pb2.Resource]
+    def __init__(self, agent_id: _Optional[str] = ..., resources: _Optional[_Iterable[_Union[_mesos_pb2.Resource, _Mapping]]] = ...) -> None: ...
+
+class RevokedTask(_message.Message):
+    __slots__ = ("framework_id", "task_id")
+    FRAMEWORK_ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    framework_id: str
+    task_id: str
+    def __init__(self, framework_id: _Optional[str] = ..., task_id: _Optional[str] = ...) -> None: ...
+
+class ResourcesRevoked(_message.Message):
+    __slots__ = ("offer_ids", "tasks", "for_roles", "grace_period_ms")
+    OFFER_IDS_FIELD_NUMBER: _ClassVar[int]
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    FOR_ROLES_FIELD_NUMBER: _ClassVar[int]
+    GRACE_PERIOD_MS_FIELD_NUMBER: _ClassVar[int]
+    offer_ids: _containers.RepeatedScalarFieldContainer[str]
+    tasks: _containers.RepeatedCompositeFieldContainer[RevokedTask]
+    for_roles: _containers.RepeatedScalarFieldContainer[str]
+    grace_period_ms: int
+    def __init__(self, offer_ids: _Optional[_Iterable[str]] = ..., tasks: _Optional[_Iterable[_Union[RevokedTask, _Mapping]]] = ..., for_roles: _Optional[_Iterable[str]] = ..., grace_period_ms: _Optional[int] = ...) -> None: ...

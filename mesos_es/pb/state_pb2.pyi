@@ -97,21 +97,23 @@ class Framework(_message.Message):
     def __init__(self, id: _Optional[str] = ..., info: _Optional[_Union[_mesos_pb2.FrameworkInfo, _Mapping]] = ..., connected: _Optional[bool] = ..., registered_at_ms: _Optional[int] = ..., disconnected_at_ms: _Optional[int] = ..., suppressed_roles: _Optional[_Iterable[str]] = ..., tasks: _Optional[_Mapping[str, Task]] = ..., completed_tasks: _Optional[_Iterable[_Union[Task, _Mapping]]] = ...) -> None: ...
 
 class Agent(_message.Message):
-    __slots__ = ("id", "info", "reachable", "registered_at_ms", "unreachable_at_ms")
+    __slots__ = ("id", "info", "reachable", "registered_at_ms", "unreachable_at_ms", "oversubscribed")
     ID_FIELD_NUMBER: _ClassVar[int]
     INFO_FIELD_NUMBER: _ClassVar[int]
     REACHABLE_FIELD_NUMBER: _ClassVar[int]
     REGISTERED_AT_MS_FIELD_NUMBER: _ClassVar[int]
     UNREACHABLE_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    OVERSUBSCRIBED_FIELD_NUMBER: _ClassVar[int]
     id: str
     info: _mesos_pb2.AgentInfo
     reachable: bool
     registered_at_ms: int
     unreachable_at_ms: int
-    def __init__(self, id: _Optional[str] = ..., info: _Optional[_Union[_mesos_pb2.AgentInfo, _Mapping]] = ..., reachable: _Optional[bool] = ..., registered_at_ms: _Optional[int] = ..., unreachable_at_ms: _Optional[int] = ...) -> None: ...
+    oversubscribed: _containers.RepeatedCompositeFieldContainer[_mesos_pb2.Resource]
+    def __init__(self, id: _Optional[str] = ..., info: _Optional[_Union[_mesos_pb2.AgentInfo, _Mapping]] = ..., reachable: _Optional[bool] = ..., registered_at_ms: _Optional[int] = ..., unreachable_at_ms: _Optional[int] = ..., oversubscribed: _Optional[_Iterable[_Union[_mesos_pb2.Resource, _Mapping]]] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("info", "framework_id", "role", "state", "latest_status", "unacknowledged", "launched_at_ms")
+    __slots__ = ("info", "framework_id", "role", "state", "latest_status", "unacknowledged", "launched_at_ms", "revoked_at_ms")
     INFO_FIELD_NUMBER: _ClassVar[int]
     FRAMEWORK_ID_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
@@ -119,6 +121,7 @@ class Task(_message.Message):
     LATEST_STATUS_FIELD_NUMBER: _ClassVar[int]
     UNACKNOWLEDGED_FIELD_NUMBER: _ClassVar[int]
     LAUNCHED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_AT_MS_FIELD_NUMBER: _ClassVar[int]
     info: _mesos_pb2.TaskInfo
     framework_id: str
     role: str
@@ -126,7 +129,8 @@ class Task(_message.Message):
     latest_status: _mesos_pb2.TaskStatus
     unacknowledged: _containers.RepeatedCompositeFieldContainer[_mesos_pb2.TaskStatus]
     launched_at_ms: int
-    def __init__(self, info: _Optional[_Union[_mesos_pb2.TaskInfo, _Mapping]] = ..., framework_id: _Optional[str] = ..., role: _Optional[str] = ..., state: _Optional[_Union[_mesos_pb2.TaskState, str]] = ..., latest_status: _Optional[_Union[_mesos_pb2.TaskStatus, _Mapping]] = ..., unacknowledged: _Optional[_Iterable[_Union[_mesos_pb2.TaskStatus, _Mapping]]] = ..., launched_at_ms: _Optional[int] = ...) -> None: ...
+    revoked_at_ms: int
+    def __init__(self, info: _Optional[_Union[_mesos_pb2.TaskInfo, _Mapping]] = ..., framework_id: _Optional[str] = ..., role: _Optional[str] = ..., state: _Optional[_Union[_mesos_pb2.TaskState, str]] = ..., latest_status: _Optional[_Union[_mesos_pb2.TaskStatus, _Mapping]] = ..., unacknowledged: _Optional[_Iterable[_Union[_mesos_pb2.TaskStatus, _Mapping]]] = ..., launched_at_ms: _Optional[int] = ..., revoked_at_ms: _Optional[int] = ...) -> None: ...
 
 class Role(_message.Message):
     __slots__ = ("name", "weight", "quota_guarantees", "quota_limits")

@@ -797,6 +797,74 @@ def test_unreserving_a_static_reservation_or_resources_in_use_changes_nothing(wo
     world.rejects(resources_unreserved=ev.ResourcesUnreserved(agent_id="S1", resources=dynamic("cpus:1", "web")))
 
 
+# -- OversubscribedResourcesUpdated ------------------------------------------------------------------------
+
+def estimate(world, cpus: float, agent_id="S1", revocable=True):
+    kind = Kind("cpus", (), revocable)
+    return world.apply(oversubscribed_resources_updated=ev.OversubscribedResourcesUpdated(
+        agent_id=agent_id, resources=resources_to_proto(Resources({kind: round(cpus * 1000)}))))
+
+
+def test_an_estimate_adds_revocable_resources_and_rescinds_revocable_offers(world):
+    world.subscribe(caps=("REVOCABLE_RESOURCES",))
+    world.register()
+    assert estimate(world, 2) == Applied()
+    assert world.available().revocable() == Resources({Kind("cpus", (), True): 2000})
+    world.offer(resources=res("cpus:1") + resources_to_proto(REVOCABLE_CPU))
+    outcome = estimate(world, 1.5)
+    assert outcome == Applied((fx.RescindOffer("F1", "O1"),))
+    assert list(world.cluster.agents["S1"].oversubscribed) == resources_to_proto(
+        Resources({Kind("cpus", (), True): 1500}))
+    assert estimate(world, 1.5).note == "unchanged"
+    assert estimate(world, 0) == Applied()
+    assert not world.available().revocable() and not world.cluster.agents["S1"].oversubscribed
+
+
+def test_an_estimate_below_what_revocable_tasks_hold_leaves_none_available(world):
+    world.subscribe(caps=("REVOCABLE_RESOURCES",))
+    world.register()
+    estimate(world, 2)
+    world.offer(resources=resources_to_proto(Resources({Kind("cpus", (), True): 2000})) + res("mem:128"))
+    world.apply(offers_accepted=ev.OffersAccepted(
+        framework_id="F1", offer_ids=["O1"], operations=[ev.Operation(type="LAUNCH", task_infos=[pb.TaskInfo(
+            task_id="t1", name="t1", json=b"{}", resources=resources_to_proto(
+                Resources({Kind("cpus", (), True): 1500})) + res("mem:64"))])]))
+    assert world.task().state == S.TASK_STAGING
+    estimate(world, 0.5)  # the agent kills t1 and reports it; meanwhile nothing revocable is free
+    assert world.available().revocable() == Resources()
+    assert world.available().non_revocable() == parse_text(AGENT_RESOURCES) - parse_text("mem:64")
+    # An agent re-registering with such a task is not refused for it.
+    reregister(world, ("F1", "t1", S.TASK_RUNNING))
+    assert world.cluster.agents["S1"].reachable and world.task().state == S.TASK_STAGING
+
+
+def test_an_estimate_for_an_unknown_agent_or_of_steady_resources_changes_nothing(world):
+    world.register()
+    world.rejects(oversubscribed_resources_updated=ev.OversubscribedResourcesUpdated(
+        agent_id="S9", resources=resources_to_proto(REVOCABLE_CPU)))
+    world.rejects(oversubscribed_resources_updated=ev.OversubscribedResourcesUpdated(
+        agent_id="S1", resources=res("cpus:1")))
+
+
+# -- ResourcesRevoked --------------------------------------------------------------------------------------
+
+def test_revoking_rescinds_offers_and_kills_tasks_with_the_grace_period_once(world):
+    running(world)
+    world.register("S2")
+    world.offer("O2", agent_id="S2")
+    outcome = world.apply(resources_revoked=ev.ResourcesRevoked(
+        offer_ids=["O2", "O-gone"], tasks=[ev.RevokedTask(framework_id="F1", task_id="t1"),
+                                           ev.RevokedTask(framework_id="F1", task_id="t-gone")],
+        for_roles=["db"], grace_period_ms=2500))
+    policy = b'{"grace_period":{"nanoseconds":2500000000}}'
+    assert outcome == Applied((fx.RescindOffer("F1", "O2"), fx.KillTask("S1", "F1", "t1", policy)),
+                              note="1 tasks skipped")
+    assert world.task().revoked_at_ms == world.now_ms and "O2" not in world.cluster.offers
+    again = world.apply(resources_revoked=ev.ResourcesRevoked(
+        tasks=[ev.RevokedTask(framework_id="F1", task_id="t1")], grace_period_ms=2500))
+    assert again.effects == ()  # named once: its kill is already under way
+
+
 # -- the whole history -------------------------------------------------------------------------------------
 
 def test_a_replay_and_a_snapshot_give_the_same_digest(world):

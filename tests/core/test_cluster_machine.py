@@ -36,6 +36,7 @@ from hypothesis.stateful import (
 )
 
 from mesos_es.core import digest
+from mesos_es.core import effects as fx
 from mesos_es.core.apply import apply
 from mesos_es.core.cluster import COMPLETED_TASKS_KEPT, ClusterIndex
 from mesos_es.core.convert import TERMINAL_STATES, resources_from_proto, resources_to_proto
@@ -370,6 +371,40 @@ class ClusterMachine(RuleBasedStateMachine):
             self.remove_agent(agent_id)
         else:
             self.register_taken_id(agent_id, resources)
+
+    @rule(bundled=st.one_of(agents, st.just("S-never-seen")), cpus=st.integers(0, 3),
+          how=st.sampled_from(["estimate", "estimate", "not revocable"]))
+    def oversubscribe(self, bundled, cpus, how):
+        """The agent's estimator reports a new revocable estimate (or a malformed one)."""
+        kind = REVOCABLE_CPUS if how == "estimate" else CPUS
+        before = dict(self.state.cluster.offers)
+        outcome = self.apply(oversubscribed_resources_updated=ev.OversubscribedResourcesUpdated(
+            agent_id=bundled, resources=resources_to_proto(Resources({kind: cpus * 1000}))))
+        known = bundled in self.state.cluster.agents
+        assert isinstance(outcome, Applied) == (known and (how == "estimate" or cpus == 0)), outcome
+        if isinstance(outcome, Applied) and outcome.note != "unchanged":
+            assert not any(o.agent_id == bundled and resources_from_proto(o.resources).revocable()
+                           for o in self.state.cluster.offers.values()), "a revocable offer outlived its estimate"
+            assert len(before) - len(self.state.cluster.offers) == len(outcome.effects)
+
+    @rule(data=st.data(), grace_ms=st.sampled_from([0, 5000]))
+    def revoke(self, data, grace_ms):
+        """The revocation policy takes back some offers and tasks (some already gone)."""
+        cluster = self.state.cluster
+        offer_ids = data.draw(st.lists(st.sampled_from([*self.current_offers(), "O-gone"]), max_size=2,
+                                       unique=True), label="offers")
+        picked = data.draw(st.lists(st.sampled_from([*self.tracked_tasks(), ("F-none", "t-none")]), max_size=3,
+                                    unique=True), label="tasks")
+        killable = {key for key in picked if key in self.tracked_tasks()
+                    and cluster.frameworks[key[0]].tasks[key[1]].state not in TERMINAL_STATES
+                    and not cluster.frameworks[key[0]].tasks[key[1]].revoked_at_ms}
+        outcome = self.apply(resources_revoked=ev.ResourcesRevoked(
+            offer_ids=offer_ids, tasks=[ev.RevokedTask(framework_id=f, task_id=t) for f, t in picked],
+            for_roles=["a"], grace_period_ms=grace_ms))
+        assert not set(offer_ids) & set(cluster.offers)
+        kills = {(e.framework_id, e.task_id) for e in outcome.effects if isinstance(e, fx.KillTask)}
+        assert kills == killable, (kills, killable)
+        assert all(cluster.frameworks[f].tasks[t].revoked_at_ms == self.now_ms for f, t in kills)
 
     def mark_unreachable(self, agent_id):
         self.apply(agent_marked_unreachable=ev.AgentMarkedUnreachable(agent_id=agent_id, reason="pings"))
@@ -787,9 +822,18 @@ class ClusterMachine(RuleBasedStateMachine):
         for offer in cluster.offers.values():
             held[offer.agent_id].append(resources_from_proto(offer.resources))
         for agent_id, parts in held.items():
-            total = resources_from_proto(cluster.agents[agent_id].info.resources)
+            agent = cluster.agents[agent_id]
+            total = resources_from_proto(agent.info.resources)
+            estimate = resources_from_proto(agent.oversubscribed)
             allocated = disjoint_sum(parts)
-            assert total.contains(allocated), f"{agent_id} has {total!r} but {allocated!r} is allocated"
+            steady = allocated.non_revocable()
+            assert total.contains(steady), f"{agent_id} has {total!r} but {steady!r} is allocated"
+            # Revocable resources fit the estimate, except that tasks may hold more for a while
+            # after it shrank (the agent kills the newest of them); no offer adds to that.
+            offered = disjoint_sum([resources_from_proto(o.resources) for o in cluster.offers.values()
+                                    if o.agent_id == agent_id]).revocable()
+            if offered:
+                assert (total + estimate).revocable().contains(allocated.revocable()), (agent_id, allocated)
 
     @invariant()
     def reservations_neither_make_nor_lose_resources(self):

@@ -43,11 +43,12 @@ def pid_alive(pid: int) -> bool:
 
 class ProcessCluster:
     def __init__(self, work_dir: Path, masters: int = 3, master_flags: dict | None = None, env: dict | None = None,
-                 agents: int = 0):
+                 agents: int = 0, agent_flags: dict | None = None):
         self.work_dir = Path(work_dir)
         self.count = masters
         self.agents = agents  # `cluster up` puts agent i on base port + 100 + i
         self.master_flags = master_flags or {}
+        self.agent_flags = agent_flags or {}
         self.env = {**os.environ, **(env or {})}
         self.base_port = free_port_block(max(masters, agents), (0, 100, 1000) if agents else (0, 1000))
         self.supervisor: subprocess.Popen | None = None
@@ -61,6 +62,7 @@ class ProcessCluster:
     def write_config(self) -> None:
         lines = ["[cluster]", 'log_format = "json"', f"agents = {self.agents}", "[master]"]
         lines += [f"{k} = {json.dumps(v)}" for k, v in self.master_flags.items()]
+        lines += ["[agent]"] + [f"{k} = {json.dumps(v)}" for k, v in self.agent_flags.items()]
         self.config_file.write_text("\n".join(lines) + "\n")
 
     async def start(self) -> ProcessCluster:

@@ -17,6 +17,7 @@ from mesos_es.core.convert import (
     agent_info_from_json,
     id_value,
     ident,
+    resources_json_to_proto,
     task_status_from_json,
     task_status_to_json,
 )
@@ -153,6 +154,19 @@ async def message(request, agent_id, call):
     return accepted()
 
 
+async def update_oversubscribed_resources(request, agent_id, call):
+    body = section(call, "update_oversubscribed_resources")
+    resources = resources_json_to_proto(body.get("oversubscribed_resources") or [])
+    if any(not r.HasField("revocable") for r in resources):
+        raise bad_request("oversubscribed resources must all be marked revocable")
+    proposed = await propose(request, events_pb2.Event(
+        oversubscribed_resources_updated=events_pb2.OversubscribedResourcesUpdated(
+            agent_id=agent_id, resources=resources)))
+    if isinstance(proposed.result, Rejected):
+        raise bad_request(proposed.result.reason)
+    return accepted()
+
+
 async def pong(request, agent_id, call):
     return accepted()
 
@@ -166,7 +180,8 @@ async def unregister(request, agent_id, call):
     return accepted()
 
 
-CALLS = {"UPDATE": update, "MESSAGE": message, "PONG": pong, "UNREGISTER": unregister}
+CALLS = {"UPDATE": update, "MESSAGE": message, "PONG": pong, "UNREGISTER": unregister,
+         "UPDATE_OVERSUBSCRIBED_RESOURCES": update_oversubscribed_resources}
 
 __all__ = ["TERMINAL_STATES", "add_routes"]
 
