@@ -3,6 +3,10 @@
 Run as `make proto` (or `python -m mesos_es.pb.generate`). The generator is the protoc
 bundled with the pinned grpcio-tools, so the committed code only changes when a schema or
 that pin changes; tests/pb/test_generated.py fails when the committed code is stale.
+
+Every .proto here is compiled: our own schemas (events, state, log, mesos) and the subsets of
+Apache Mesos' v1 API that the scheduler API speaks in protobuf (mesos_v1, scheduler_v1, whose
+names and numbers are Mesos' and must stay so).
 """
 
 from __future__ import annotations

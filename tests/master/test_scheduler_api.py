@@ -81,23 +81,36 @@ async def test_a_task_runs_from_offer_to_acknowledged_finish(masters):
 
 async def test_calls_without_the_stream_id_or_with_bad_json_change_nothing(masters):
     url = masters.url(0, "/api/v1/scheduler")
+    json_ = {"Content-Type": "application/json"}
     async with SchedulerClient(masters.addresses, {"user": "u", "name": "t"}) as scheduler:
         events = Events(scheduler)
         await next_event(events, "SUBSCRIBED")
         position = masters.contexts[0].replica.state.position
+        stream = {**json_, "Mesos-Stream-Id": scheduler.stream_id}
         async with aiohttp.ClientSession() as http:
             call = {"type": "DECLINE", "framework_id": {"value": scheduler.framework_id},
                     "decline": {"offer_ids": []}}
-            async with http.post(url, data=orjson.dumps(call)) as r:
+            async with http.post(url, data=orjson.dumps(call), headers=json_) as r:
                 assert r.status == 403
-            async with http.post(url, data=b"{not json", headers={"Mesos-Stream-Id": scheduler.stream_id}) as r:
+            async with http.post(url, data=b"{not json", headers=stream) as r:
                 assert r.status == 400 and "malformed JSON" in (await r.json())["error"]
             call = {"type": "DECLINE", "framework_id": {"value": "nope"}, "decline": {"offer_ids": []}}
-            async with http.post(url, data=orjson.dumps(call)) as r:
+            async with http.post(url, data=orjson.dumps(call), headers=json_) as r:
                 assert r.status == 404
             call = {"type": "ACCEPT", "framework_id": {"value": scheduler.framework_id}, "accept": {"offer_ids": 7}}
-            async with http.post(url, data=orjson.dumps(call), headers={"Mesos-Stream-Id": scheduler.stream_id}) as r:
+            async with http.post(url, data=orjson.dumps(call), headers=stream) as r:
                 assert r.status == 400
+            # Content types as Mesos takes them: JSON or protobuf, and the header is required.
+            call = {"type": "DECLINE", "framework_id": {"value": scheduler.framework_id},
+                    "decline": {"offer_ids": []}}
+            for content_type, status in (("text/plain", 415), ("application/octet-stream", 415), (None, 400)):
+                headers = {"Mesos-Stream-Id": scheduler.stream_id}
+                if content_type:
+                    headers["Content-Type"] = content_type
+                async with http.post(url, data=orjson.dumps(call), headers=headers,
+                                     skip_auto_headers=["Content-Type"]) as r:
+                    assert r.status == status, (content_type, r.status)
+                    assert "application/x-protobuf" in (await r.json())["error"]
         assert masters.contexts[0].replica.state.position == position
 
 

@@ -10,3 +10,8 @@ def test_committed_generated_code_is_current():
 def test_every_schema_has_committed_code():
     for proto in generate.proto_files():
         assert (generate.PB_DIR / f"{proto.stem}_pb2.py").exists()
+
+
+def test_the_mesos_v1_subsets_are_generated_too():
+    """The scheduler API's protobuf schemas are built and checked like our own."""
+    assert {"mesos_v1", "scheduler_v1"} <= {p.stem for p in generate.proto_files()}

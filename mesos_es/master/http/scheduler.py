@@ -5,13 +5,20 @@ UPDATE, MESSAGE, ERROR, HEARTBEAT) and a `Mesos-Stream-Id`; every other call mus
 header and answers 202 once the event it caused is committed. Calls turn into events; a call
 that is malformed answers 400 and writes nothing. Like Mesos, semantic problems with offers
 or tasks are reported as TASK_DROPPED / TASK_ERROR updates rather than HTTP errors.
+
+Bodies are JSON (`Content-Type: application/json`) or protobuf (`application/x-protobuf`, a
+`mesos.v1.scheduler.Call`); a protobuf call is turned into the dict its JSON form gives
+(mesos_es/master/http/protobuf.py), so both run the same handlers below. The stream is JSON
+unless SUBSCRIBE's `Accept` allows only protobuf; then its records are serialized
+`mesos.v1.scheduler.Event`s. Negotiation follows Mesos: 415 for another Content-Type, 406
+for an Accept that allows neither.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import orjson
 import structlog
@@ -32,6 +39,7 @@ from mesos_es.core.convert import (
 from mesos_es.core.outcomes import Rejected
 from mesos_es.log.interface import LogError
 from mesos_es.master.http.common import MASTER, http_error, now_ms, propose, to_leader
+from mesos_es.master.http.protobuf import ProtobufError, call_from_protobuf, event_to_protobuf
 from mesos_es.master.leader import new_id
 from mesos_es.master.streams import EventStream
 from mesos_es.pb import events_pb2, mesos_pb2
@@ -40,6 +48,8 @@ log = structlog.get_logger(__name__)
 
 PATH = "/api/v1/scheduler"
 DEFAULT_REFUSE_SECONDS = 5.0
+JSON = "application/json"
+PROTOBUF = "application/x-protobuf"
 
 
 def bad_request(message: str) -> web.HTTPException:
@@ -54,16 +64,72 @@ def base64_field(body: Mapping, name: str, what: str) -> bytes:
 
 
 async def read_call(request: web.Request) -> dict:
-    if request.content_type == "application/x-protobuf":
+    """A call in JSON. The operator API reads its calls with this too: it takes any
+    Content-Type but protobuf as JSON (the scheduler API reads with `read_scheduler_call`)."""
+    if request.content_type == PROTOBUF:
         raise http_error(web.HTTPUnsupportedMediaType,
                          "protobuf calls are not supported yet; send Content-Type: application/json")
+    return _json_call(await request.read())
+
+
+async def read_scheduler_call(request: web.Request) -> dict:
+    """A scheduler call as Mesos v1 JSON, from a JSON or a protobuf body; the Content-Type
+    must be one of the two, as Mesos requires."""
+    if "Content-Type" not in request.headers:
+        raise bad_request(f"expecting a Content-Type of {JSON} or {PROTOBUF}")
+    if request.content_type == JSON:
+        return _json_call(await request.read())
+    if request.content_type != PROTOBUF:
+        raise http_error(web.HTTPUnsupportedMediaType, f"expecting a Content-Type of {JSON} or {PROTOBUF}")
     try:
-        call = orjson.loads(await request.read())
+        call = call_from_protobuf(await request.read())
+    except ProtobufError as e:
+        raise bad_request(str(e)) from None
+    if "type" not in call:
+        raise bad_request("the Call has no type")
+    return call
+
+
+def _json_call(body: bytes) -> dict:
+    try:
+        call = orjson.loads(body)
     except orjson.JSONDecodeError as e:
         raise bad_request(f"malformed JSON: {e}") from None
     if not isinstance(call, dict) or not isinstance(call.get("type"), str):
         raise bad_request("a call is a JSON object with a 'type'")
     return call
+
+
+def accepts(header: str | None, media_type: str) -> bool:
+    """Whether an Accept header allows `media_type`, decided as libprocess does: no header
+    allows all; the first of `type/subtype`, `type/*`, `*/*` that is listed decides, and a
+    q of 0 refuses. (q values do not rank: JSON wins whenever it is allowed.)"""
+    if header is None:
+        return True
+    header = header.replace(" ", "").replace("\t", "").replace("\n", "").lower()
+    for candidate in (media_type, media_type.split("/")[0] + "/*", "*/*"):
+        for item in header.split(","):
+            tokens = [t for t in item.split(";") if t]
+            if not tokens or tokens[0] != candidate:
+                continue
+            q = [t[2:] for t in tokens[1:] if t.startswith("q=")]
+            if len(q) != 1:
+                return True
+            try:
+                return float(q[0]) > 0
+            except ValueError:
+                return False
+    return False
+
+
+def stream_encoding(request: web.Request) -> tuple[str, Callable[[dict], bytes]]:
+    """The content type and encoder of a SUBSCRIBE's stream, from its Accept header."""
+    accept = request.headers.get("Accept")
+    if accepts(accept, JSON):
+        return JSON, orjson.dumps
+    if accepts(accept, PROTOBUF):
+        return PROTOBUF, event_to_protobuf
+    raise http_error(web.HTTPNotAcceptable, f"expecting Accept to allow {PROTOBUF} or {JSON}")
 
 
 def section(call: Mapping, name: str, required: bool = True) -> dict:
@@ -105,7 +171,7 @@ def rejected(outcome) -> None:
 
 async def scheduler(request: web.Request) -> web.StreamResponse:
     master = request.app[MASTER]
-    call = await read_call(request)
+    call = await read_scheduler_call(request)
     leader = master.leader_shell
     if not leader.is_leading():
         raise to_leader(request, PATH)
@@ -132,6 +198,7 @@ async def scheduler(request: web.Request) -> web.StreamResponse:
 async def subscribe(request: web.Request, call: dict) -> web.StreamResponse:
     master = request.app[MASTER]
     leader = master.leader_shell
+    content_type, encoder = stream_encoding(request)
     body = section(call, "subscribe")
     raw_info = body.get("framework_info")
     try:
@@ -145,7 +212,7 @@ async def subscribe(request: web.Request, call: dict) -> web.StreamResponse:
         raise http_error(web.HTTPForbidden, f"framework {framework_id} was removed; subscribe without an id")
     resubscribed = bool(framework_id) and framework_id in cluster.frameworks
     framework_id = framework_id or new_id("0000")
-    stream = EventStream(request, "framework", framework_id)
+    stream = EventStream(request, "framework", framework_id, content_type, encoder)
     previous = leader.frameworks.get(framework_id)
     leader.frameworks[framework_id] = stream  # effects from here on queue behind SUBSCRIBED
     if previous is not None:
