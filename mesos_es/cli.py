@@ -57,6 +57,10 @@ def master_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                                  "cannot otherwise reach it (default: never revoke)")
     scheduling.add_argument("--revocation-grace-period-s", type=float, default=30.0,
                             help="grace period (SIGTERM to SIGKILL) of a revoked task (default %(default)s)")
+    scheduling.add_argument("--scheduler_api", "--scheduler-api", dest="scheduler_api",
+                            choices=["redirect", "proxy"], default="redirect",
+                            help="on a master that does not lead: redirect schedulers to the leader (307, "
+                                 "as Mesos) or proxy their calls and streams to it (default %(default)s)")
     add_logging_flags(parser)
     return parser
 
@@ -100,6 +104,7 @@ def master_config(args: argparse.Namespace):
         agent_reregister_timeout_s=args.agent_reregister_timeout_s,
         revoke_for_quota=args.revoke_for_quota,
         revocation_grace_period_s=args.revocation_grace_period_s,
+        scheduler_api=args.scheduler_api,
     )
 
 

@@ -31,6 +31,7 @@ from mesos_es.agent.config import AgentConfig
 from mesos_es.agent.master_client import MasterClient
 from mesos_es.agent.updates import PendingUpdate, UpdateQueues
 from mesos_es.core import resources as res
+from mesos_es.core.agent_digest import tasks_digest
 
 Key = tuple[str, str]
 PROTOCOL_VERSION = 1
@@ -344,14 +345,19 @@ class Agent:
                     os.killpg(item.pid, signal.SIGKILL)
 
     # -- the master client's handler ---------------------------------------------------------------
-    def register_body(self) -> dict:
+    def register_body(self, full: bool = False) -> dict:
+        """REGISTER; a re-registration sends the digest of its tasks instead of the list
+        unless `full` (the master answered 412: its view differs)."""
         body: dict = {
             "protocol": PROTOCOL_VERSION,
             "agent_info": self.agent_info,
-            "tasks": [self._task_json(t) for t in self.tasks.values()],
             "executors": [{**e.info, "framework_id": {"value": e.framework_id}} for e in self.executors.values()],
             "frameworks": [self.frameworks[f] for f in sorted(self.frameworks)],
         }
+        if self.agent_id and not full:
+            body["tasks_digest"] = tasks_digest(key for key, t in self.tasks.items() if not T.is_terminal(t.state))
+        else:
+            body["tasks"] = [self._task_json(t) for t in self.tasks.values()]
         if self.agent_id:
             body["agent_id"] = {"value": self.agent_id}
         return {"type": "REGISTER", "register": body}
@@ -627,7 +633,7 @@ class Agent:
         if self.tasks.get(task.key) is not task or T.is_terminal(task.state):
             return
         if returncode is None and task.killing:
-            await self._update(task, "TASK_KILLED", reason="REASON_EXECUTOR_PREEMPTED" if task.preempted else None,
+            await self._update(task, "TASK_KILLED", reason="REASON_CONTAINER_PREEMPTED" if task.preempted else None,
                                message="Command killed (its exit status is unknown after an agent restart)",
                                healthy=False if task.killed_by_health else None)
             return
@@ -642,7 +648,7 @@ class Agent:
             message += " (killed after failing health checks)"
         reason = None
         if task.killing and task.preempted:
-            reason = "REASON_EXECUTOR_PREEMPTED"
+            reason = "REASON_CONTAINER_PREEMPTED"
         await self._update(task, state, message=message, reason=reason,
                            healthy=False if task.killed_by_health else None)
 

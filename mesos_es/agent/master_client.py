@@ -26,7 +26,7 @@ MISSED_PINGS = 3
 
 
 class Handler(Protocol):
-    def register_body(self) -> dict: ...
+    def register_body(self, full: bool = False) -> dict: ...
     async def on_event(self, event: dict) -> None: ...
     def on_removed(self) -> None: ...
     def on_disconnected(self) -> None: ...
@@ -97,6 +97,7 @@ class MasterClient:
 
     async def _open(self) -> aiohttp.ClientResponse:
         body = orjson.dumps(self.handler.register_body())
+        full = None  # the body with the task list, once a master asked for it
         candidates = ([self.leader] if self.leader else []) + [m for m in self.masters if m != self.leader]
         errors = []
         for candidate in candidates:
@@ -126,6 +127,10 @@ class MasterClient:
                     continue
                 if response.status == 409:
                     raise Removed(text)
+                if response.status == 412 and full is None:  # its view differs: send the tasks
+                    self.log.info("task_digest_mismatch", master=target)
+                    body = full = orjson.dumps(self.handler.register_body(full=True))
+                    continue
                 errors.append(f"{target}: HTTP {response.status} {text}")
                 break
         self.leader = None

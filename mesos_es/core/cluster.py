@@ -243,9 +243,9 @@ def _lose_agent_tasks(state, agent_id: str, ts_ms: int, unreachable: bool, messa
         if task.state == S.TASK_UNREACHABLE:
             continue
         if unreachable and _partition_aware(framework):
-            new_state, reason = S.TASK_UNREACHABLE, "REASON_AGENT_UNREACHABLE"
+            new_state, reason = S.TASK_UNREACHABLE, "REASON_AGENT_REMOVED"  # Mesos' reason for both
         else:
-            new_state, reason = S.TASK_LOST, "REASON_AGENT_REMOVED" if not unreachable else "REASON_AGENT_UNREACHABLE"
+            new_state, reason = S.TASK_LOST, "REASON_AGENT_REMOVED"
         status = _master_status(task_id, agent_id, new_state, reason, message, ts_ms, task.info.executor_id)
         if new_state == S.TASK_UNREACHABLE:
             task.state = new_state
@@ -440,12 +440,16 @@ def apply_agent_reregistered(state, position: int, event: events_pb2.Event) -> O
     with); its offers are rescinded. Reported tasks the master does not know on this agent are killed; its
     unreachable tasks take the reported state (a terminal one releases their resources); its
     tasks the agent does not report (except STAGING ones) become TASK_LOST, or TASK_GONE for
-    partition-aware frameworks. Rejected: removed agent, malformed resources, or resources that
-    no longer cover its reservations or its tasks."""
+    partition-aware frameworks. With `tasks_unchanged` (its task digest matched) the tasks are
+    left as they are. Rejected: removed agent, malformed resources, resources that no longer
+    cover its reservations or its tasks, or `tasks_unchanged` from an agent that is unknown or
+    unreachable (its tasks' states must be reported)."""
     e = event.agent_reregistered
     cluster = state.cluster
     if not e.agent_id or e.agent_id in cluster.removed_agents:
         return Rejected(f"agent {e.agent_id!r} was removed (or is empty)")
+    if e.tasks_unchanged and (e.tasks or e.agent_id not in cluster.agents or not cluster.agents[e.agent_id].reachable):
+        return Rejected("only a reachable agent may re-register without its tasks")
     index = state.index
     reported_total = _parse(e.agent_info.resources)
     if reported_total is None:
@@ -468,8 +472,10 @@ def apply_agent_reregistered(state, position: int, event: events_pb2.Event) -> O
     agent.unreachable_at_ms = 0
     index.agent_total[e.agent_id] = new_total
 
-    reported = {(t.framework_id, t.task_id): t for t in e.tasks}
     known = set(index.agent_tasks.get(e.agent_id, ()))
+    if e.tasks_unchanged:  # the agent runs exactly what the master knows: nothing to reconcile
+        return Applied(tuple(effects))
+    reported = {(t.framework_id, t.task_id): t for t in e.tasks}
     for key in sorted(reported):
         framework_id, task_id = key
         framework = cluster.frameworks.get(framework_id)

@@ -47,6 +47,9 @@ class LogStatus:
     leader: str | None
     # Last position handed to the apply callback.
     applied_position: int
+    # Milliseconds since this replica last heard from the leader (0 on the leader; None when
+    # it never has): how stale a standby's reads may be.
+    last_contact_ms: int | None = None
 
 
 Apply = Callable[[Committed], object]

@@ -112,6 +112,7 @@ class MemoryLog(ReplicatedLog):
             term=self.cluster.term,
             leader=self.cluster.leader,
             applied_position=self._applied,
+            last_contact_ms=0 if self.cluster.leader is not None else None,
         )
 
     def read(self, first: int, last: int) -> list[Committed]:

@@ -164,6 +164,7 @@ class _Node(SyncObj):
     def __init__(self, address: str, peers: Sequence[str], conf: SyncObjConf, journal: DurableJournal, on_entry):
         self.journal = journal
         self._on_entry = on_entry
+        self.leader_contact: float | None = None  # monotonic time of the leader's last append_entries
         with _CREATE_JOURNAL_LOCK:
             original = pysyncobj.syncobj.createJournal
             pysyncobj.syncobj.createJournal = lambda _path: journal
@@ -192,6 +193,8 @@ class _Node(SyncObj):
         append_entries, including the chunks of a snapshot transfer, which verify nothing
         about the follower's log. A restarted old leader then applied its own uncommitted
         tail, which the new leader had replaced (Raft: only up to the last *new* entry)."""
+        if message.get("type") == "append_entries" and message.get("term", -1) >= self.raftCurrentTerm:
+            self.leader_contact = time.monotonic()  # heartbeats included: the leader is alive
         if message.get("type") == "append_entries" and "prevLogIdx" not in message:
             message = {**message, "commit_index": min(message["commit_index"], self._SyncObj__raftCommitIndex)}
             return SyncObj._SyncObj__onMessageReceived(self, node, message)
@@ -326,11 +329,18 @@ class RaftLog(ReplicatedLog):
         if node is None:
             return LogStatus(Role.FOLLOWER, 0, None, self._delivered)
         leader = node._getLeader()
+        if self._role is Role.LEADER:
+            contact = 0
+        elif node.leader_contact is None:
+            contact = None
+        else:
+            contact = int((time.monotonic() - node.leader_contact) * 1000)
         return LogStatus(
             role=self._role,
             term=node.raftCurrentTerm,
             leader=leader.id if leader is not None else None,
             applied_position=self._delivered,
+            last_contact_ms=contact,
         )
 
     def _on_state_changed(self, old_state: int, new_state: int) -> None:

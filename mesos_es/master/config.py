@@ -77,6 +77,9 @@ class MasterConfig:
     # reach theirs (off by default: an operator opts in to preemption), after a grace period.
     revoke_for_quota: bool = False
     revocation_grace_period_s: float = 30.0
+    # What a master that does not lead does with the v1 scheduler API: "redirect" (307 to
+    # the leader, as Mesos) or "proxy" (pass it through to the leader).
+    scheduler_api: str = "redirect"
 
     def http_address_of(self, raft_address: str | None) -> str | None:
         """The HTTP address of the master with this Raft address, if it is one we know."""

@@ -313,6 +313,10 @@ class Leader:
             if framework is None or framework.connected:
                 continue
             deadline = framework.disconnected_at_ms + int(framework.info.failover_timeout * 1000)
+            if framework.disconnected_at_ms <= cluster.leader_since_ms:
+                # A leader change is not the scheduler going away: every framework has the
+                # re-registration window, whatever its failover timeout (even 0).
+                deadline = max(deadline, cluster.leader_since_ms + int(self.config.agent_reregister_timeout_s * 1000))
             if ts >= deadline:
                 await self.propose(events_pb2.Event(framework_removed=events_pb2.FrameworkRemoved(
                     framework_id=framework_id, reason="FAILOVER_TIMEOUT")))

@@ -152,14 +152,16 @@ class TaskReport(_message.Message):
     def __init__(self, framework_id: _Optional[str] = ..., task_id: _Optional[str] = ..., state: _Optional[_Union[_mesos_pb2.TaskState, str]] = ...) -> None: ...
 
 class AgentReregistered(_message.Message):
-    __slots__ = ("agent_id", "agent_info", "tasks")
+    __slots__ = ("agent_id", "agent_info", "tasks", "tasks_unchanged")
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     AGENT_INFO_FIELD_NUMBER: _ClassVar[int]
     TASKS_FIELD_NUMBER: _ClassVar[int]
+    TASKS_UNCHANGED_FIELD_NUMBER: _ClassVar[int]
     agent_id: str
     agent_info: _mesos_pb2.AgentInfo
     tasks: _containers.RepeatedCompositeFieldContainer[TaskReport]
-    def __init__(self, agent_id: _Optional[str] = ..., agent_info: _Optional[_Union[_mesos_pb2.AgentInfo, _Mapping]] = ..., tasks: _Optional[_Iterable[_Union[TaskReport, _Mapping]]] = ...) -> None: ...
+    tasks_unchanged: bool
+    def __init__(self, agent_id: _Optional[str] = ..., agent_info: _Optional[_Union[_mesos_pb2.AgentInfo, _Mapping]] = ..., tasks: _Optional[_Iterable[_Union[TaskReport, _Mapping]]] = ..., tasks_unchanged: _Optional[bool] = ...) -> None: ...
 
 class AgentMarkedUnreachable(_message.Message):
     __slots__ = ("agent_id", "reason")

@@ -83,7 +83,7 @@ async def test_the_estimator_lends_idle_cpus_and_preempts_best_effort_tasks_when
     _, nice = await wait_probe(master, agent, "best-effort")
     assert nice == 19
     killed = await master.wait_state("best-effort", "TASK_KILLED", timeout=15)
-    assert killed["reason"] == "REASON_EXECUTOR_PREEMPTED"
+    assert killed["reason"] == "REASON_CONTAINER_PREEMPTED"
     assert estimates()[-1] == [] or estimates()[-1][0]["scalar"]["value"] < 0.5
     master.kill_task(agent_id, "regular", grace_s=0)
     await master.wait_state("regular", "TASK_KILLED")

@@ -308,6 +308,27 @@ def reregister(world, *reports, agent_id="S1", resources=AGENT_RESOURCES):
         tasks=[ev.TaskReport(framework_id=f, task_id=t, state=s) for f, t, s in reports]))
 
 
+def test_an_agent_whose_digest_matched_keeps_its_tasks_as_they_are(world):
+    running(world)
+    world.offer("O2", resources="cpus:1")
+    outcome = world.apply(agent_reregistered=ev.AgentReregistered(
+        agent_id="S1", agent_info=pb.AgentInfo(hostname="S1.test", resources=res(AGENT_RESOURCES)),
+        tasks_unchanged=True))
+    assert outcome == Applied((fx.RescindOffer("F1", "O2"),))
+    assert world.task().state == S.TASK_RUNNING and world.cluster.agents["S1"].reachable
+
+
+def test_only_a_reachable_known_agent_may_skip_its_task_list(world):
+    running(world)
+    info = pb.AgentInfo(hostname="S1.test", resources=res(AGENT_RESOURCES))
+    world.rejects(agent_reregistered=ev.AgentReregistered(agent_id="S9", agent_info=info, tasks_unchanged=True))
+    world.rejects(agent_reregistered=ev.AgentReregistered(
+        agent_id="S1", agent_info=info, tasks_unchanged=True,
+        tasks=[ev.TaskReport(framework_id="F1", task_id="t1", state=S.TASK_RUNNING)]))
+    world.apply(agent_marked_unreachable=ev.AgentMarkedUnreachable(agent_id="S1"))
+    world.rejects(agent_reregistered=ev.AgentReregistered(agent_id="S1", agent_info=info, tasks_unchanged=True))
+
+
 def test_an_agent_back_from_a_partition_restores_its_unreachable_tasks(world):
     running(world, caps=("PARTITION_AWARE",))
     world.apply(agent_marked_unreachable=ev.AgentMarkedUnreachable(agent_id="S1"))

@@ -57,5 +57,5 @@ async def test_a_best_effort_task_runs_on_revocable_cpus_until_the_estimate_shri
         await client.teardown()
     best_effort = [s for s in states["best-effort"] if "task_id" in s]
     assert [s["state"] for s in best_effort][-2:] == ["TASK_RUNNING", "TASK_KILLED"], best_effort
-    assert best_effort[-1].get("reason") == "REASON_EXECUTOR_PREEMPTED", best_effort[-1]
+    assert best_effort[-1].get("reason") == "REASON_CONTAINER_PREEMPTED", best_effort[-1]
     assert [s["state"] for s in states["steady"] if "task_id" in s][-1] == "TASK_RUNNING"

@@ -189,6 +189,6 @@ async def test_a_silent_agent_is_marked_unreachable_and_its_tasks_lost(masters):
         assert (await next_event(events, "UPDATE"))["update"]["status"]["state"] == "TASK_RUNNING"
         await agent.close()  # no more PONGs
         status = (await next_event(events, "UPDATE"))["update"]["status"]
-        assert status["state"] == "TASK_LOST" and status["reason"] == "REASON_AGENT_UNREACHABLE"
+        assert status["state"] == "TASK_LOST" and status["reason"] == "REASON_AGENT_REMOVED"
         assert masters.contexts[0].replica.state.cluster.agents[agent_id].reachable is False
         assert uuid

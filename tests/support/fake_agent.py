@@ -12,6 +12,12 @@ import orjson
 from mesos_es.recordio import Decoder
 
 
+class RegisterRefused(Exception):
+    def __init__(self, status: int, text: str):
+        super().__init__(f"REGISTER answered {status}: {text}")
+        self.status = status
+
+
 class FakeAgent:
     def __init__(self, master: str, resources: list[dict], hostname: str = "agent.test"):
         self.master = master
@@ -23,10 +29,15 @@ class FakeAgent:
         self._session: aiohttp.ClientSession | None = None
         self._reader: asyncio.Task | None = None
 
-    async def register(self, tasks: list[dict] | None = None) -> str:
+    async def register(self, tasks: list[dict] | None = None, tasks_digest: str | None = None) -> str:
+        """REGISTER (again, once it has an id) with `tasks`, or with only their digest."""
         self._session = self._session or aiohttp.ClientSession()
         body = {"type": "REGISTER", "register": {"protocol": 1, "agent_info": {
-            "hostname": self.hostname, "port": 5051, "resources": self.resources}, "tasks": tasks or []}}
+            "hostname": self.hostname, "port": 5051, "resources": self.resources}}}
+        if tasks_digest is None:
+            body["register"]["tasks"] = tasks or []
+        else:
+            body["register"]["tasks_digest"] = tasks_digest
         if self.agent_id:
             body["register"]["agent_id"] = {"value": self.agent_id}
         async with asyncio.timeout(10):
@@ -37,7 +48,8 @@ class FakeAgent:
                     break
                 response.release()
                 await asyncio.sleep(0.05)
-        assert response.status == 200, await response.text()
+        if response.status != 200:
+            raise RegisterRefused(response.status, await response.text())
         self.stream_id = response.headers["Mesos-Stream-Id"]
         self._reader = asyncio.get_running_loop().create_task(self._read(response))
         registered = await self.next("REGISTERED")

@@ -111,6 +111,8 @@ class FakeMaster:
         agent_id = (register.get("agent_id") or {}).get("value")
         if agent_id in self.removed_agents:
             return web.Response(status=409, text="agent removed")
+        if "tasks" not in register:  # a digest only: this master keeps no view, so it asks for the tasks
+            return web.Response(status=412, text='{"error": "send the tasks", "tasks_required": true}')
         agent_id = agent_id or f"agent-{next(self._ids)}-{uuidlib.uuid4().hex[:8]}"
         old = self.streams.get(agent_id)
         if old is not None:

@@ -11,6 +11,7 @@ import time
 import structlog
 from aiohttp import web
 
+from mesos_es.core.agent_digest import tasks_digest
 from mesos_es.core.convert import (
     TERMINAL_STATES,
     InvalidObject,
@@ -80,8 +81,12 @@ async def register(request: web.Request, call: dict) -> web.StreamResponse:
                                              task_id=id_value(task, "task_id"),
                                              state=mesos_pb2.TaskState.Value(state)))
     if agent_id:
+        unchanged = "tasks" not in body and isinstance(body.get("tasks_digest"), str)
+        if unchanged and not digest_matches(master, agent_id, body["tasks_digest"]):
+            raise http_error(web.HTTPPreconditionFailed, "the task digest differs from this master's view: "
+                             "register again with the tasks", tasks_required=True)
         event = events_pb2.Event(agent_reregistered=events_pb2.AgentReregistered(
-            agent_id=agent_id, agent_info=info, tasks=reports))
+            agent_id=agent_id, agent_info=info, tasks=reports, tasks_unchanged=unchanged))
     else:
         agent_id = new_id("S0")
         event = events_pb2.Event(agent_registered=events_pb2.AgentRegistered(agent_id=agent_id, agent_info=info))
@@ -102,7 +107,8 @@ async def register(request: web.Request, call: dict) -> web.StreamResponse:
     await stream.open({"type": "REGISTERED", "registered": {
         "agent_id": ident(agent_id), "ping_interval_seconds": master.config.agent_ping_timeout_s}})
     log.info("agent_registered", agent_id=agent_id, hostname=info.hostname,
-             reregistered=event.HasField("agent_reregistered"))
+             reregistered=event.HasField("agent_reregistered"),
+             tasks_unchanged=event.agent_reregistered.tasks_unchanged)
     # Launches that may never have reached it (sent to a stream that died, or by a previous
     # leader): the agent ignores task ids it already runs.
     reported = {(r.framework_id, r.task_id) for r in reports}
@@ -116,6 +122,14 @@ async def register(request: web.Request, call: dict) -> web.StreamResponse:
         if leader.agents.get(agent_id) is stream:
             del leader.agents[agent_id]
     return stream.response
+
+
+def digest_matches(master, agent_id: str, digest: str) -> bool:
+    """Whether a re-registering agent runs exactly the tasks this master knows it runs."""
+    agent = master.replica.state.cluster.agents.get(agent_id)
+    if agent is None or not agent.reachable:
+        return False
+    return tasks_digest(master.replica.state.index.agent_tasks.get(agent_id, ())) == digest
 
 
 async def update(request, agent_id, call):

@@ -6,7 +6,7 @@ import structlog
 from aiohttp import web
 
 from mesos_es.master.context import MasterContext
-from mesos_es.master.http import agents, archive, logs, operator, scheduler, system
+from mesos_es.master.http import agents, archive, logs, operator, proxy, scheduler, system
 from mesos_es.master.http.common import MASTER, json_response
 
 log = structlog.get_logger(__name__)
@@ -34,16 +34,28 @@ async def errors_as_json(request: web.Request, handler) -> web.StreamResponse:
         return json_response({"error": "internal error; see the master's log"}, status=500)
 
 
+@web.middleware
+async def scheduler_api_proxy(request: web.Request, handler) -> web.StreamResponse:
+    """`--scheduler_api=proxy`: a master that does not lead passes the scheduler API through
+    to the leader instead of redirecting (see proxy.py)."""
+    master = request.app[MASTER]
+    if (request.path == scheduler.PATH and master.config.scheduler_api == "proxy"
+            and not (master.leader_shell is not None and master.leader_shell.is_leading())):
+        return await proxy.forward(request)
+    return await handler(request)
+
+
 def _kept_headers(error: web.HTTPException) -> dict:
     return {k: v for k, v in error.headers.items() if k in ("Allow", "Location", "Retry-After")}
 
 
 def build_app(master: MasterContext) -> web.Application:
     app = web.Application(
-        middlewares=[errors_as_json],
+        middlewares=[errors_as_json, scheduler_api_proxy],
         client_max_size=master.config.max_entry_bytes + BODY_SLACK_BYTES,
     )
     app[MASTER] = master
+    proxy.add_session(app)
     system.add_routes(app)
     logs.add_routes(app)
     archive.add_routes(app)

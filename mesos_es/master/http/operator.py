@@ -2,7 +2,8 @@
 
 Writes (UPDATE_QUOTA, UPDATE_WEIGHTS, RESERVE_RESOURCES, UNRESERVE_RESOURCES) become events
 on the leader (a standby answers 307). Reads (GET_*) are answered by any master from its
-own folded state; the `Mesos-ES-Position` and `Mesos-ES-Leader` headers say how fresh it is.
+own folded state, eventually consistent; headers say how fresh it is (`freshness_headers`).
+`?consistency=strong` reads go to the leader (a standby forwards them).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from mesos_es.core.convert import (
 )
 from mesos_es.core.outcomes import Rejected
 from mesos_es.core.resources import to_json
-from mesos_es.master.http.common import MASTER, json_response, propose, to_leader
+from mesos_es.master.http import proxy
+from mesos_es.master.http.common import MASTER, json_response, propose, read_barrier, to_leader
 from mesos_es.master.http.scheduler import bad_request, read_call, section
 from mesos_es.pb import events_pb2, mesos_pb2
 
@@ -61,14 +63,38 @@ async def operator(request: web.Request) -> web.Response:
                 raise bad_request(proposed.result.reason)
             return web.Response(status=200)
         if kind in READS:
-            body = {"type": kind, kind.lower(): READS[kind](master)}
-            response = json_response(body)
-            response.headers["Mesos-ES-Position"] = str(master.replica.state.position)
-            response.headers["Mesos-ES-Leader"] = master.leader() or ""
+            if await strong_read(request):
+                return await proxy.forward(request)
+            response = json_response({"type": kind, kind.lower(): READS[kind](master)})
+            response.headers.update(freshness_headers(master))
             return response
     except InvalidObject as e:
         raise bad_request(str(e)) from None
     raise bad_request(f"unsupported call type {kind!r}")
+
+
+async def strong_read(request: web.Request) -> bool:
+    """`?consistency=strong`: True when a standby must forward the read to the leader; on
+    the leader, first a Raft round confirms it still leads and has applied every commit."""
+    if request.query.get("consistency", "eventual") == "eventual":
+        return False
+    master = request.app[MASTER]
+    if not master.is_leader():
+        if request.query.get("consistency") != "strong":
+            raise bad_request("'consistency' must be 'eventual' or 'strong'")
+        return True
+    await read_barrier(request)
+    return False
+
+
+def freshness_headers(master) -> dict[str, str]:
+    """How fresh a read is (as Nomad's X-Nomad-Index / X-Nomad-LastContact): the applied
+    position, the state digest there, the leader this master knows, and milliseconds since it
+    last heard from that leader (0 on the leader; empty when it never has)."""
+    position, digest = master.replica.digest()
+    contact = master.log.status().last_contact_ms
+    return {"Mesos-ES-Position": str(position), "Mesos-ES-Digest": digest, "Mesos-ES-Leader": master.leader() or "",
+            "Mesos-ES-Last-Contact-Ms": "" if contact is None else str(contact)}
 
 
 def update_quota(call) -> events_pb2.Event:
@@ -197,11 +223,34 @@ def get_state(master) -> dict:
             "get_tasks": get_tasks(master)}
 
 
+def get_metrics(master) -> dict:
+    """Mesos' metric names where it has them, ours under `mesos-es/`."""
+    state, status = master.replica.state, master.log.status()
+    cluster = state.cluster
+    states: dict[str, int] = {}
+    for framework in cluster.frameworks.values():
+        for task in framework.tasks.values():
+            name = STATE_NAMES[task.state].lower()
+            states[name] = states.get(name, 0) + 1
+    active = sum(f.connected for f in cluster.frameworks.values())
+    reachable = sum(a.reachable for a in cluster.agents.values())
+    metrics = {
+        "master/elected": float(bool(master.leader_shell and master.leader_shell.is_leading())),
+        "master/frameworks_active": active, "master/frameworks_inactive": len(cluster.frameworks) - active,
+        "master/slaves_active": reachable, "master/slaves_unreachable": len(cluster.agents) - reachable,
+        "master/outstanding_offers": len(cluster.offers),
+        **{f"master/{name}": count for name, count in sorted(states.items())},
+        "mesos-es/log/applied_position": state.position, "mesos-es/log/term": status.term,
+        "mesos-es/log/last_contact_ms": -1 if status.last_contact_ms is None else status.last_contact_ms,
+    }
+    return {"metrics": [{"name": name, "value": float(value)} for name, value in metrics.items()]}
+
+
 READS = {
     "GET_HEALTH": lambda master: {"healthy": True},
     "GET_VERSION": lambda master: {"version_info": {"version": __version__}},
     "GET_FRAMEWORKS": get_frameworks, "GET_AGENTS": get_agents, "GET_TASKS": get_tasks,
-    "GET_ROLES": get_roles, "GET_MASTER": get_master, "GET_STATE": get_state,
+    "GET_ROLES": get_roles, "GET_MASTER": get_master, "GET_STATE": get_state, "GET_METRICS": get_metrics,
 }
 
 def add_routes(app: web.Application) -> None:

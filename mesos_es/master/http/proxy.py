@@ -1,0 +1,88 @@
+"""Passing a request through to the leader, so a standby answers instead of redirecting.
+
+Used for strong reads of the operator API (`consistency=strong`) and, with
+`--scheduler_api=proxy`, for the whole v1 scheduler API: calls and the SUBSCRIBE stream,
+byte for byte (the RecordIO stream is relayed as the leader writes it). A framework that
+reconnects to the address it last used, as the pymesos driver does, then keeps working
+through a leader change: the standby's relayed stream ends when the old leader dies, and
+the framework's next SUBSCRIBE reaches the new leader through the same standby.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import structlog
+from aiohttp import web
+
+from mesos_es.master.http.common import MASTER, unavailable
+
+log = structlog.get_logger(__name__)
+
+SESSION = web.AppKey("proxy_session", aiohttp.ClientSession)
+# Set on a forwarded request: a master that does not lead either answers 503 rather than
+# forwarding it again (the two disagree on who leads; one of them will soon know better).
+FORWARDED_BY = "Mesos-ES-Forwarded-By"
+# Not relayed: they describe one connection, not the message.
+_HOP_BY_HOP = frozenset(h.lower() for h in (
+    "Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "TE", "Trailer",
+    "Transfer-Encoding", "Upgrade", "Content-Length", "Host"))
+CONNECT_TIMEOUT_S = 5.0
+
+
+def _relayed(headers) -> dict[str, str]:
+    return {k: v for k, v in headers.items() if k.lower() not in _HOP_BY_HOP}
+
+
+async def forward(request: web.Request) -> web.StreamResponse:
+    """The leader's answer to this request. A chunked answer (a SUBSCRIBE stream) is relayed
+    as it arrives, until either side closes. 503 while no leader is reachable."""
+    master = request.app[MASTER]
+    leader = master.leader()
+    if leader is None or leader == master.config.address or FORWARDED_BY in request.headers:
+        raise unavailable("no leading master is reachable from this one yet; retry shortly", leader=leader)
+    body = await request.read()
+    headers = _relayed(request.headers)
+    headers[FORWARDED_BY] = master.config.address
+    answer_within = master.config.commit_timeout_s + 5
+    try:
+        async with asyncio.timeout(answer_within):
+            upstream = await request.app[SESSION].request(
+                request.method, f"http://{leader}{request.path_qs}", data=body, headers=headers,
+                allow_redirects=False, timeout=aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT_S))
+    except (aiohttp.ClientError, OSError, TimeoutError) as e:
+        raise unavailable(f"the leader {leader} did not answer ({type(e).__name__}); retry shortly",
+                          leader=leader) from None
+    try:
+        if upstream.status == 307:  # it no longer leads: the caller retries, through us again
+            raise unavailable(f"{leader} no longer leads; retry shortly", leader=None)
+        if upstream.status != 200 or upstream.headers.get("Transfer-Encoding", "").lower() != "chunked":
+            try:
+                async with asyncio.timeout(answer_within):
+                    answer = await upstream.read()
+            except (aiohttp.ClientError, OSError, TimeoutError) as e:
+                raise unavailable(f"the leader {leader} did not finish its answer ({type(e).__name__})",
+                                  leader=leader) from None
+            return web.Response(status=upstream.status, body=answer, headers=_relayed(upstream.headers))
+        response = web.StreamResponse(status=upstream.status, headers=_relayed(upstream.headers))
+        await response.prepare(request)
+        try:
+            async for chunk in upstream.content.iter_any():
+                await response.write(chunk)
+        except (aiohttp.ClientError, ConnectionError, OSError) as e:
+            log.info("proxied_stream_ended", leader=leader, path=request.path, reason=type(e).__name__)
+        return response
+    finally:
+        upstream.release()
+
+
+def add_session(app: web.Application) -> None:
+    async def open_session(app: web.Application) -> None:
+        app[SESSION] = aiohttp.ClientSession(auto_decompress=False)
+
+    async def close_session(app: web.Application) -> None:
+        await app[SESSION].close()
+
+    app.on_startup.append(open_session)
+    app.on_cleanup.append(close_session)

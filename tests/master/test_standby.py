@@ -1,0 +1,165 @@
+"""Hot standbys in one process: reads with their freshness, strong reads forwarded to the
+leader, and the scheduler API proxied through a standby across a leader change."""
+
+import asyncio
+
+import aiohttp
+import orjson
+import pytest
+
+from mesos_es.client.scheduler import SchedulerClient, launch, scalar
+from mesos_es.core.agent_digest import tasks_digest
+from mesos_es.pb import events_pb2, mesos_pb2
+from tests.master.test_scheduler_api import Events, next_event
+from tests.support.fake_agent import FakeAgent, RegisterRefused
+from tests.support.inprocess import InProcessMasters
+
+FAST = {"allocation_interval_s": 0.05, "heartbeat_interval_s": 1.0, "agent_ping_timeout_s": 0.5}
+RESOURCES = [scalar("cpus", 4), scalar("mem", 1024)]
+
+
+@pytest.fixture
+async def masters(tmp_path):
+    masters = await InProcessMasters(tmp_path, count=3, scheduler_api="proxy", **FAST).start()
+    masters.elect(0)
+    yield masters
+    await masters.stop()
+
+
+async def operator(url: str, call: dict, query: str = ""):
+    async with aiohttp.ClientSession() as http:
+        for _ in range(100):
+            async with http.post(f"{url}/api/v1{query}", data=orjson.dumps(call), allow_redirects=False,
+                                 headers={"Content-Type": "application/json"}) as r:
+                body = await r.read()
+                if r.status != 503:
+                    return r.status, r.headers, orjson.loads(body) if body else None
+            await asyncio.sleep(0.05)
+    raise AssertionError("no leader")
+
+
+async def test_standby_reads_say_how_fresh_they_are_and_strong_reads_see_the_last_write(masters):
+    leader, standby = masters.url(0), masters.url(2)
+    weights = {"type": "UPDATE_WEIGHTS", "update_weights": {"weight_infos": [{"role": "ops", "weight": 4}]}}
+    assert (await operator(leader, weights))[0] == 200
+    # A strong read on a standby is forwarded: it sees the write at once.
+    status, headers, body = await operator(standby, {"type": "GET_ROLES"}, "?consistency=strong")
+    assert status == 200
+    assert any(r["name"] == "ops" and r["weight"] == 4 for r in body["get_roles"]["roles"])
+    assert headers["Mesos-ES-Last-Contact-Ms"] == "0"  # the leader answered
+
+    await asyncio.sleep(0.1)  # the standby catches up
+    status, headers, body = await operator(standby, {"type": "GET_MASTER"})
+    position = int(headers["Mesos-ES-Position"])
+    assert position == masters.contexts[0].replica.state.position
+    assert headers["Mesos-ES-Digest"] == masters.contexts[0].replica.digest()[1]
+    assert headers["Mesos-ES-Leader"] == masters.addresses[0]
+    assert headers["Mesos-ES-Last-Contact-Ms"].isdigit()
+
+    status, _, body = await operator(standby, {"type": "GET_METRICS"})
+    metrics = {m["name"]: m["value"] for m in body["get_metrics"]["metrics"]}
+    assert metrics["master/elected"] == 0 and metrics["mesos-es/log/applied_position"] == position
+    status, _, body = await operator(leader, {"type": "GET_METRICS"})
+    assert {m["name"]: m["value"] for m in body["get_metrics"]["metrics"]}["master/elected"] == 1
+
+    status, _, body = await operator(standby, {"type": "GET_ROLES"}, "?consistency=linear")
+    assert status == 400 and "consistency" in body["error"]
+
+
+async def test_a_framework_keeps_working_through_a_standby_across_a_leader_change(masters):
+    agent = FakeAgent(masters.addresses[0], RESOURCES)
+    agent_id = await agent.register()
+    standby = masters.addresses[2]
+    async with SchedulerClient([standby], {"user": "u", "name": "proxied", "roles": ["web"],
+                                           "failover_timeout": 60}) as client:
+        events = Events(client)
+        subscribed = await next_event(events, "SUBSCRIBED")
+        framework_id = subscribed["subscribed"]["framework_id"]["value"]
+        assert client.leader == standby  # never redirected
+        (offer,) = (await next_event(events, "OFFERS"))["offers"]["offers"]
+        await client.accept([offer["id"]["value"]], [launch("t1", agent_id, "sleep 60", [scalar("cpus", 1)])])
+        await agent.next("RUN_TASK")
+        await agent.update(framework_id, "t1", "TASK_RUNNING")
+        update = await next_event(events, "UPDATE")
+        await client.acknowledge(update["update"]["status"])
+
+        masters.elect(1)  # the old leader steps down and closes its streams
+        agent.master = masters.addresses[1]
+        await agent.register(tasks=[{"framework_id": {"value": framework_id}, "task_id": {"value": "t1"},
+                                     "state": "TASK_RUNNING"}])
+        again = await next_event(events, "SUBSCRIBED", timeout=15)
+        assert again["subscribed"]["framework_id"]["value"] == framework_id
+        assert client.leader == standby
+        await client.reconcile([])
+        update = await next_event(events, "UPDATE")
+        assert update["update"]["status"]["task_id"]["value"] == "t1"
+        assert update["update"]["status"]["state"] == "TASK_RUNNING"
+        new_leader = masters.contexts[1].replica.state.cluster
+        assert new_leader.frameworks[framework_id].connected and len(new_leader.frameworks[framework_id].tasks) == 1
+    await agent.close()
+
+
+async def test_in_redirect_mode_a_standby_redirects_the_scheduler_api(tmp_path):
+    masters = await InProcessMasters(tmp_path, count=2, **FAST).start()
+    masters.elect(0)
+    try:
+        async with aiohttp.ClientSession() as http, http.post(
+                masters.url(1, "/api/v1/scheduler"), allow_redirects=False,
+                data=orjson.dumps({"type": "SUBSCRIBE", "subscribe": {"framework_info": {"user": "u", "name": "r"}}}),
+                headers={"Content-Type": "application/json"}) as r:
+            assert r.status == 307 and r.headers["Location"] == f"//{masters.addresses[0]}/api/v1/scheduler"
+    finally:
+        await masters.stop()
+
+
+def reregistrations(master) -> list:
+    """The AgentReregistered events this master folded, in order."""
+    out = []
+    for entry in master.log.read(1, master.replica.state.position):
+        event = events_pb2.Event.FromString(entry.payload)
+        if event.HasField("agent_reregistered"):
+            out.append(event.agent_reregistered)
+    return out
+
+
+async def test_after_a_leader_change_an_agent_re_registers_with_its_digest_or_its_tasks(masters):
+    agent = FakeAgent(masters.addresses[0], RESOURCES)
+    agent_id = await agent.register()
+    async with SchedulerClient(masters.addresses, {"user": "u", "name": "f", "roles": ["web"]}) as client:
+        events = Events(client)
+        framework_id = (await next_event(events, "SUBSCRIBED"))["subscribed"]["framework_id"]["value"]
+        (offer,) = (await next_event(events, "OFFERS"))["offers"]["offers"]
+        await client.accept([offer["id"]["value"]], [
+            launch(t, agent_id, "sleep 60", [scalar("cpus", 1)]) for t in ("t1", "t2")])
+        for _ in range(2):
+            await agent.next("RUN_TASK")
+        for task_id in ("t1", "t2"):
+            await agent.update(framework_id, task_id, "TASK_RUNNING")
+        await asyncio.sleep(0.1)
+
+        masters.elect(1)
+        await next_event(events, "SUBSCRIBED", timeout=15)  # the framework is back first
+        agent.master = masters.addresses[1]
+        # The agent lost t2 while the master changed: its digest differs, the master asks for
+        # the tasks (412) and, given them, reports t2 lost.
+        with pytest.raises(RegisterRefused) as refused:
+            await agent.register(tasks_digest=tasks_digest([(framework_id, "t1")]))
+        assert refused.value.status == 412
+        await agent.register(tasks=[{"framework_id": {"value": framework_id}, "task_id": {"value": "t1"},
+                                     "state": "TASK_RUNNING"}])
+        for _ in range(10):  # the RUNNING updates, never acknowledged, come again first
+            lost = (await next_event(events, "UPDATE", timeout=15))["update"]["status"]
+            if lost["task_id"]["value"] == "t2" and lost["state"] != "TASK_RUNNING":
+                break
+        assert lost["state"] == "TASK_LOST" and lost["reason"] == "REASON_RECONCILIATION"
+
+        # Another leader change: now the digest matches, and no task list is sent or needed.
+        masters.elect(2)
+        agent.master = masters.addresses[2]
+        await agent.register(tasks_digest=tasks_digest([(framework_id, "t1")]))
+        last = reregistrations(masters.contexts[2])[-1]
+        assert last.tasks_unchanged and not last.tasks
+        state = masters.contexts[2].replica.state.cluster
+        assert state.agents[agent_id].reachable
+        assert state.frameworks[framework_id].tasks["t1"].state == mesos_pb2.TASK_RUNNING
+    await agent.close()
