@@ -44,6 +44,8 @@ def legal_transition(old: int, new: int) -> bool:
         return False
     if old == S.TASK_RUNNING and new == S.TASK_STARTING:
         return False
+    if old == S.TASK_KILLING and new in (S.TASK_STARTING, S.TASK_RUNNING):
+        return False  # a kill under way does not come undone
     return True
 
 

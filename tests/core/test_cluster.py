@@ -655,6 +655,14 @@ def test_an_illegal_transition_is_acknowledged_and_ignored(world, new):
     assert world.task().state == S.TASK_RUNNING
 
 
+def test_a_task_being_killed_does_not_go_back_to_running_regression(world):
+    running(world)
+    world.update(S.TASK_KILLING, uuid=b"u-killing")
+    outcome = world.update(S.TASK_RUNNING, uuid=b"u-late")
+    assert outcome.effects == (fx.AcknowledgeToAgent("S1", "F1", "t1", b"u-late"),)
+    assert world.task().state == S.TASK_KILLING
+
+
 def test_an_update_after_a_terminal_one_is_ignored(world):
     running(world)
     world.update(S.TASK_FAILED, uuid=b"u-f")

@@ -132,6 +132,8 @@ def legal(old: int, new: int, kind: str) -> bool:
         return False  # a reconciliation answer, never a task's state
     if old == S.TASK_RUNNING and new == S.TASK_STARTING:
         return False
+    if old == S.TASK_KILLING and new in (S.TASK_STARTING, S.TASK_RUNNING):
+        return False  # a kill under way does not come undone
     return True
 
 
