@@ -286,6 +286,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_master_bench_arguments(master_bench)
     master_bench.set_defaults(run=run_master_bench)
 
+    replay = commands.add_parser("replay", help="rebuild and audit the cluster's history (docs/replay.md)")
+    from mesos_es.replay.cli import add_arguments as add_replay_arguments
+    from mesos_es.replay.cli import run as run_replay
+
+    add_replay_arguments(replay)
+    replay.set_defaults(run=run_replay)
+
     version = commands.add_parser("version", help="print the version")
     version.set_defaults(run=lambda _args: print(__version__) or 0)
     return parser

@@ -1,0 +1,97 @@
+"""`replay diff A B`: what changed in the state between two positions.
+
+Both states are taken in their canonical form (the one the digest hashes) as JSON, and
+compared key by key: objects in maps (frameworks, agents, offers, roles, tasks) are added,
+removed, or changed in named fields; lists are compared whole.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from google.protobuf.json_format import MessageToDict
+
+from mesos_es.core import digest as canonical
+from mesos_es.core.state import State
+
+# Paths whose values are maps keyed by id: shown as "added" / "removed" objects.
+KEYED = ("cluster.frameworks", "cluster.agents", "cluster.offers", "cluster.roles", ".tasks")
+
+
+def state_dict(state: State) -> dict:
+    data = MessageToDict(canonical.to_proto(state), preserving_proto_field_name=True)
+    # Named logs are a list sorted by name: key them by name to compare them as objects.
+    data["logs"] = {entry["name"]: entry for entry in data.get("logs", [])}
+    data.pop("position", None)
+    return data
+
+
+@dataclass
+class Change:
+    op: str  # "added", "removed", "changed"
+    path: str
+    old: Any = None
+    new: Any = None
+
+    def to_json(self) -> dict:
+        out = {"op": self.op, "path": self.path}
+        if self.op != "added":
+            out["old"] = self.old
+        if self.op != "removed":
+            out["new"] = self.new
+        return out
+
+    def render(self) -> str:
+        if self.op == "added":
+            return f"+ {self.path}{_brief(self.new)}"
+        if self.op == "removed":
+            return f"- {self.path}{_brief(self.old)}"
+        return f"~ {self.path}: {_short(self.old)} -> {_short(self.new)}"
+
+
+def _brief(value) -> str:
+    if not isinstance(value, dict):
+        return f" = {_short(value)}"
+    keys = ("state", "role", "framework_id", "agent_id", "reachable", "connected", "weight", "ending")
+    shown = [f"{k} {_short(value[k])}" for k in keys if k in value]
+    info = value.get("info")
+    if isinstance(info, dict) and "name" in info:
+        shown.insert(0, f"name {info['name']!r}")
+    return f" ({', '.join(shown)})" if shown else ""
+
+
+def _short(value, limit: int = 80) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def diff(old: dict, new: dict, path: str = "") -> list[Change]:
+    changes: list[Change] = []
+    for key in sorted(set(old) | set(new)):
+        where = f"{path}.{key}" if path else str(key)
+        if key not in new:
+            changes.append(Change("removed", where, old=old[key]))
+        elif key not in old:
+            changes.append(Change("added", where, new=new[key]))
+        elif old[key] != new[key]:
+            a, b = old[key], new[key]
+            if isinstance(a, dict) and isinstance(b, dict):
+                changes.extend(diff(a, b, where))
+            else:
+                changes.append(Change("changed", where, old=a, new=b))
+    return changes
+
+
+def summarize(changes: list[Change]) -> dict[str, int]:
+    """Counts by (op, kind of object), e.g. {'added tasks': 3, 'changed agents': 1}."""
+    counts: dict[str, int] = {}
+    for change in changes:
+        parts = change.path.split(".")
+        kind = next((p for p in reversed(parts[:-1]) if p in ("frameworks", "agents", "offers", "roles", "tasks",
+                                                                 "logs", "filters")), parts[0])
+        if change.op == "changed" and len(parts) >= 3:
+            kind = parts[-3] if parts[-3] in ("frameworks", "agents", "offers", "roles", "tasks", "logs") else kind
+        label = f"{change.op} {kind}"
+        counts[label] = counts.get(label, 0) + 1
+    return dict(sorted(counts.items()))
