@@ -61,6 +61,11 @@ def master_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                             choices=["redirect", "proxy"], default="redirect",
                             help="on a master that does not lead: redirect schedulers to the leader (307, "
                                  "as Mesos) or proxy their calls and streams to it (default %(default)s)")
+    export = parser.add_argument_group("export")
+    export.add_argument("--kafka", metavar="HOST:PORT[,HOST:PORT]",
+                        help="export every committed event to Kafka while leading (default: no export)")
+    export.add_argument("--kafka-topic", default="mesos-es.events",
+                        help="the topic, one partition (default %(default)s)")
     add_logging_flags(parser)
     return parser
 
@@ -104,6 +109,8 @@ def master_config(args: argparse.Namespace):
         agent_reregister_timeout_s=args.agent_reregister_timeout_s,
         revoke_for_quota=args.revoke_for_quota,
         revocation_grace_period_s=args.revocation_grace_period_s,
+        kafka=args.kafka or None,
+        kafka_topic=args.kafka_topic,
         scheduler_api=args.scheduler_api,
     )
 

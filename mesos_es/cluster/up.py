@@ -28,6 +28,7 @@ from pathlib import Path
 
 import aiohttp
 
+from mesos_es.cluster.kafka import start_kafka
 from mesos_es.master.config import RAFT_PORT_OFFSET, RAFT_SECRET_FILE, write_new_secret
 from mesos_es.processes import die_with_parent, stop_process
 
@@ -77,6 +78,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base-port", type=int, help="HTTP port of the first master (default 5050)")
     parser.add_argument("--work-dir", type=Path, help="folder for all work dirs (default .mesos-es/cluster)")
     parser.add_argument("--agents", type=int, help="number of agents, each with a slice of the machine (default 2)")
+    parser.add_argument("--kafka", nargs="?", const=True, metavar="HOST:PORT",
+                        help="export every event to Kafka: start a broker (tansu) on 127.0.0.1:9092 "
+                             "([cluster] kafka_port), or use the one at HOST:PORT")
 
 
 def master_specs(cluster: dict) -> list[MasterSpec]:
@@ -187,6 +191,8 @@ def run(args: argparse.Namespace) -> int:
                        ("agents", args.agents)):
         if value is not None:
             config["cluster"][key] = str(value) if isinstance(value, Path) else value
+    if getattr(args, "kafka", None) is not None:
+        config["cluster"]["kafka"] = args.kafka
     if int(config["cluster"].get("agents", 0)) < 0:
         print("mesos-es cluster up: --agents must be 0 or more", file=sys.stderr)
         return 2
@@ -218,6 +224,12 @@ async def up(config: dict) -> int:
         loop.add_signal_handler(sig, stop.set)
 
     processes: dict[str, asyncio.subprocess.Process] = {}
+    kafka = await start_kafka(config["cluster"], work_dir, processes) if config["cluster"].get("kafka") else None
+    if kafka is False:
+        os.close(lock)
+        return 1
+    if kafka:
+        config["master"]["kafka"] = kafka.address
     commands = {spec.id: master_command(spec, specs, secret_file, config) for spec in specs}
     commands.update({spec.id: agent_command(spec, specs, config) for spec in agents})
     for spec in [*specs, *agents]:
@@ -231,6 +243,9 @@ async def up(config: dict) -> int:
             )
     write_cluster_file(work_dir, specs, processes, secret_file, commands, agents)
     print_table(work_dir, specs, processes, agents)
+    if kafka:
+        print(f"  {'kafka':<10} {kafka.address:<43} {processes['kafka'].pid if 'kafka' in processes else '-'!s:<8} "
+              f"{kafka.log_file or '(not ours)'}; topic mesos-es.events", flush=True)
     try:
         await watch([*specs, *agents], processes, stop, masters=specs)
     finally:
@@ -238,6 +253,8 @@ async def up(config: dict) -> int:
         for spec in agents:
             kill_agent_tasks(spec)
         await stop_all({m.id: processes[m.id] for m in specs})
+        if "kafka" in processes:  # after the masters, so the leader's last exports land
+            await stop_all({"kafka": processes["kafka"]})
         with contextlib.suppress(OSError):
             (work_dir / "cluster.json").unlink()
         os.close(lock)

@@ -77,6 +77,9 @@ class MasterConfig:
     # reach theirs (off by default: an operator opts in to preemption), after a grace period.
     revoke_for_quota: bool = False
     revocation_grace_period_s: float = 30.0
+    # Kafka export (mesos_es/master/export.py): bootstrap HOST:PORT, or None for no export.
+    kafka: str | None = None
+    kafka_topic: str = "mesos-es.events"
     # What a master that does not lead does with the v1 scheduler API: "redirect" (307 to
     # the leader, as Mesos) or "proxy" (pass it through to the leader).
     scheduler_api: str = "redirect"

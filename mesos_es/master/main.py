@@ -17,6 +17,8 @@ from mesos_es.log.interface import SnapshotMismatch
 from mesos_es.log.raft import RaftConfig, RaftLog
 from mesos_es.master.config import MasterConfig
 from mesos_es.master.context import MasterContext
+from mesos_es.master.export import KafkaExporter
+from mesos_es.master.export import add_routes as add_export_routes
 from mesos_es.master.http.app import build_app
 from mesos_es.master.leader import Leader
 from mesos_es.master.replica import Replica
@@ -82,7 +84,11 @@ async def serve(config: MasterConfig, stop: asyncio.Event | None = None) -> None
     replica.attach_history(raft_log.sync)
     master = MasterContext(config=config, log=raft_log, replica=replica, archive=raft_log.archive)
     master.leader_shell = Leader(master)
-    runner = web.AppRunner(build_app(master), access_log=None, handle_signals=False,
+    app = build_app(master)
+    exporter = (KafkaExporter(master, config.kafka, config.kafka_topic,
+                              max_request_bytes=config.max_entry_bytes + (1 << 20)) if config.kafka else None)
+    add_export_routes(app, exporter)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False,
                            shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT_S)
     await runner.setup()
     host, _, port = config.address.rpartition(":")
@@ -93,6 +99,8 @@ async def serve(config: MasterConfig, stop: asyncio.Event | None = None) -> None
         await raft_log.stop()
         raise MasterStartError(f"cannot listen on {config.address}: {e.strerror}") from None
     master.leader_shell.start()
+    if exporter is not None:
+        exporter.start()  # exports while this master leads; Kafka being down blocks nothing
     log.info(
         "master_started", id=config.id, version=__version__, address=config.address,
         raft_address=config.raft_address, peers=[p.http for p in config.peers],
@@ -103,6 +111,8 @@ async def serve(config: MasterConfig, stop: asyncio.Event | None = None) -> None
     finally:
         log.info("master_stopping", id=config.id)
         await master.leader_shell.stop()
+        if exporter is not None:
+            await exporter.stop()
         # The log first: requests waiting for a commit then fail at once (503) instead of
         # holding the HTTP shutdown until their commit timeout.
         await raft_log.stop()
