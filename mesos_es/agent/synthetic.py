@@ -26,6 +26,9 @@ from mesos_es.core import resources as res
 
 LABEL_DURATION = "mesos-es/duration-seconds"
 LABEL_EXIT_CODE = "mesos-es/exit-code"
+PROGRESS_INTERVAL_S = 0.5
+CALL_CONNECTIONS = 128  # keep-alive connections for the calls of all the agents of one process
+REGISTERS_IN_FLIGHT = 64  # REGISTER requests of one process awaiting the master's answer
 
 
 def _id(obj):
@@ -33,7 +36,7 @@ def _id(obj):
 
 
 class SyntheticAgent:
-    def __init__(self, index: int, config: AgentConfig, session: aiohttp.ClientSession, task_duration_s: float):
+    def __init__(self, index: int, config: AgentConfig, session, task_duration_s: float):
         self.index = index
         self.config = config
         self.agent_id: str | None = None
@@ -181,19 +184,60 @@ class SyntheticAgent:
             await self.client.close()
 
 
+class _Sessions:
+    """What the agents' MasterClients post with. Many agents in one process must not hit the
+    master all at once, as thousands of separate machines would not from one address:
+
+    * calls (UPDATE, PONG, ...; they carry a Mesos-Stream-Id) share a pool of at most
+      CALL_CONNECTIONS keep-alive connections. Unbounded, a burst of updates opens thousands
+      of connections at once, overflows the master's listen backlog, and each dropped SYN
+      costs a retransmission of a second or more;
+    * REGISTER requests (each then holds its connection as the agent's stream) are at most
+      REGISTERS_IN_FLIGHT at a time, until the master answers; 10,000 at once would keep
+      the masters from doing anything else (including holding their Raft leadership)."""
+
+    def __init__(self, streams: aiohttp.ClientSession, calls: aiohttp.ClientSession):
+        self.streams, self.calls = streams, calls
+        self.registering = asyncio.Semaphore(REGISTERS_IN_FLIGHT)
+
+    def post(self, url, **kwargs):
+        if "Mesos-Stream-Id" in (kwargs.get("headers") or {}):
+            return self.calls.post(url, **kwargs)  # used with `async with`
+        return self._register(url, kwargs)  # awaited: the response is the stream
+
+    async def _register(self, url, kwargs):
+        async with self.registering:
+            return await self.streams.post(url, **kwargs)
+
+
 async def serve_synthetic(config: AgentConfig, count: int, task_duration_s: float, stop: asyncio.Event) -> None:
     log = structlog.get_logger("mesos_es.agent.synthetic")
-    connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as streams, \
+            aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=min(count, CALL_CONNECTIONS))) as calls:
+        session = _Sessions(streams, calls)
         agents = [SyntheticAgent(i, config, session, task_duration_s) for i in range(count)]
         runners = []
         for agent in agents:
             runners.append(asyncio.create_task(agent.run()))
             await asyncio.sleep(0)  # spread the registrations a little
         log.info("synthetic_agents_started", count=count, resources=res.to_text(config.resources))
+        progress = asyncio.create_task(_report_registrations(agents, log))
         try:
             await stop.wait()
         finally:
+            progress.cancel()
             for runner in runners:
                 runner.cancel()
-            await asyncio.gather(*runners, return_exceptions=True)
+            await asyncio.gather(progress, *runners, return_exceptions=True)
+
+
+async def _report_registrations(agents: list[SyntheticAgent], log, every_s: float = PROGRESS_INTERVAL_S) -> None:
+    """Log how many agents are registered whenever that changes (at most every `every_s`);
+    `mesos-es bench master` waits on these lines."""
+    last = -1
+    while True:
+        registered = sum(1 for a in agents if a.client.registered.is_set())
+        if registered != last:
+            log.info("synthetic_agents_registered", registered=registered, count=len(agents))
+            last = registered
+        await asyncio.sleep(every_s)
