@@ -293,6 +293,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_master_bench_arguments(master_bench)
     master_bench.set_defaults(run=run_master_bench)
 
+    from mesos_es.bench.replay import add_arguments as add_replay_bench_arguments
+    from mesos_es.bench.replay import run as run_replay_bench
+
+    replay_bench = bench_commands.add_parser("replay", help="replay speed from each source, and export throughput")
+    add_replay_bench_arguments(replay_bench)
+    replay_bench.set_defaults(run=run_replay_bench)
+
     replay = commands.add_parser("replay", help="rebuild and audit the cluster's history (docs/replay.md)")
     from mesos_es.replay.cli import add_arguments as add_replay_arguments
     from mesos_es.replay.cli import run as run_replay

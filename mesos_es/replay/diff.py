@@ -47,7 +47,17 @@ class Change:
             return f"+ {self.path}{_brief(self.new)}"
         if self.op == "removed":
             return f"- {self.path}{_brief(self.old)}"
+        if isinstance(self.old, list) and isinstance(self.new, list):
+            return f"~ {self.path}: {_list_change(self.old, self.new)}"
         return f"~ {self.path}: {_short(self.old)} -> {_short(self.new)}"
+
+
+def _list_change(old: list, new: list) -> str:
+    if len(new) > len(old) and new[: len(old)] == old:
+        return f"{len(new) - len(old)} appended: {_short(new[len(old):])}"
+    if len(old) > len(new) and old[len(old) - len(new):] == new:
+        return f"{len(old) - len(new)} dropped from the front"
+    return f"{len(old)} -> {len(new)} items: {_short(new)}"
 
 
 def _brief(value) -> str:

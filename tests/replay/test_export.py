@@ -92,9 +92,9 @@ async def append(master: str, log: str, count: int) -> None:
 
 
 async def export_status(master: dict) -> dict:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
-        async with session.get(f"http://{master['http']}/api/v1/export") as response:
-            return await response.json()
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session, \
+            session.get(f"http://{master['http']}/api/v1/export") as response:
+        return await response.json()
 
 
 def read_topic(address: str, timeout: float = 30.0) -> list[tuple[int, str, int]]:
@@ -174,3 +174,42 @@ async def test_export_across_a_leader_kill_and_replay_from_every_source(cluster)
     report = json.loads(verify.stdout)
     assert verify.returncode == 0 and report["ok"], report["violations"]
     assert report["checks"]["launches"]["checked"] >= 2
+
+
+async def test_kafka_down_blocks_nothing_and_the_export_catches_up(tmp_path):
+    """One master exporting to a broker that is not there yet: appends answer as fast as
+    ever, the lag grows; once the broker starts, everything is exported, once."""
+    from mesos_es.cluster.kafka import Broker
+
+    http, kafka_port = free_port_block(1, (0, 1000)), free_port_block(1, (0,))
+    with open(tmp_path / "master.log", "wb") as output:  # noqa: ASYNC230 - once, at the start
+        master = subprocess.Popen(  # noqa: ASYNC220 - started once; the test waits on HTTP
+            [sys.executable, "-m", "mesos_es", "master", "--address", f"127.0.0.1:{http}", "--work-dir",
+             str(tmp_path / "m"), "--journal-sync", "none", "--kafka", f"127.0.0.1:{kafka_port}", "--log-format",
+             "json"], stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+    node = {"http": f"127.0.0.1:{http}"}
+    try:
+        await wait_until(lambda: _answers(node), 30, what="the master")
+        started = time.monotonic()
+        await append(node["http"], "offline", 30)
+        assert time.monotonic() - started < 10
+        status = await export_status(node)
+        assert status["exported_position"] == 0 and status["export_lag_events"] in (None, status["archive_position"])
+        with Broker(kafka_port, log_file=tmp_path / "tansu.log") as broker:
+            async def caught_up():
+                status = await export_status(node)
+                return status["export_lag_events"] == 0 and status["exported_position"] >= 31 and status
+            await wait_until(caught_up, 60, interval=0.2, what="the export to catch up")
+            positions = [p for p, _, _ in await asyncio.to_thread(read_topic, broker.address)]
+            assert positions == list(range(1, len(positions) + 1)) and len(positions) >= 31
+    finally:
+        master.terminate()
+        master.wait(timeout=20)
+
+
+async def _answers(node: dict) -> bool:
+    try:
+        status = await export_status(node)
+    except (TimeoutError, aiohttp.ClientError, OSError):
+        return False
+    return status.get("enabled") is True and status["archive_position"] >= 1
