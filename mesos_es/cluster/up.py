@@ -241,11 +241,12 @@ async def up(config: dict) -> int:
                 # If `cluster up` dies, its masters and agents get SIGTERM: none outlives its cluster.
                 preexec_fn=die_with_parent(signal.SIGTERM),
             )
+    if kafka:
+        print(f"kafka: {kafka.address}, topic mesos-es.events"
+              + (f" (started here, pid {processes['kafka'].pid}, log {kafka.log_file})" if kafka.log_file else ""),
+              flush=True)
     write_cluster_file(work_dir, specs, processes, secret_file, commands, agents)
     print_table(work_dir, specs, processes, agents)
-    if kafka:
-        print(f"  {'kafka':<10} {kafka.address:<43} {processes['kafka'].pid if 'kafka' in processes else '-'!s:<8} "
-              f"{kafka.log_file or '(not ours)'}; topic mesos-es.events", flush=True)
     try:
         await watch([*specs, *agents], processes, stop, masters=specs)
     finally:

@@ -72,6 +72,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import logging
+
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # its connection errors become our sentence
     try:
         return args.replay_run(args)
     except ReplayError as e:

@@ -89,6 +89,7 @@ class Fold:
     undecodable: list[int] = field(default_factory=list)
     last_timestamp_ms: int = 0
     events: int = 0
+    snapshot_position: int = 0  # the fold started from a snapshot at this position (0: from 1)
 
     @property
     def position(self) -> int:
@@ -172,7 +173,14 @@ class Fold:
             raise ReplayError(f"cannot go back from position {self.state.position} to {last}", last)
         if last is not None and last == self.state.position:
             return
-        self.run(source.batches(first, last), target, **kwargs)
+        try:
+            self.run(source.batches(first, last), target, **kwargs)
+        except ChainBroken as e:
+            if self.snapshot_position and e.position == self.snapshot_position + 1:
+                raise ChainBroken(f"the snapshot at position {self.snapshot_position} does not chain onto the "
+                                  f"history at position {e.position} (its chain hash differs from the archive's): "
+                                  "replay with --no-snapshots", e.position) from None
+            raise
         if last is not None and self.state.position < last:
             raise TruncatedInput(f"{source.description} ends at position {self.state.position}, "
                                  f"before position {last}", self.state.position + 1)
@@ -184,5 +192,5 @@ def start(source: Source, target: Target | None, use_snapshots: bool = True) -> 
         found = source.snapshot(target.position if target else None)
         if found is not None:
             state, chain_hash = found
-            return Fold(state=state, chain_hash=chain_hash)
+            return Fold(state=state, chain_hash=chain_hash, snapshot_position=state.position)
     return Fold()

@@ -229,3 +229,15 @@ async def test_the_kafka_topic_gives_the_same_digest_and_drops_repeats(broker):
     await _produce(broker.address, "t3", records[:150] + [forged])
     with pytest.raises(CorruptInput, match="position 100 appears twice with different contents"):
         await asyncio.to_thread(fold_all, KafkaSource(broker.address, "t3"))
+
+
+def test_a_snapshot_that_disagrees_with_the_archive_is_named(tmp_path):
+    events, _, _ = synthetic(COUNT)
+    work = write_archive(tmp_path / "m", events)
+    at_500 = fold_all(ArchiveSource(work), Target(position=500))
+    (work / "snapshots").mkdir()
+    (work / "snapshots" / f"state-{500:020d}.pb").write_bytes(state_pb2.StateSnapshot(
+        state=canonical.to_proto(at_500.state), chain_hash=bytes(32)).SerializeToString())
+    source = ArchiveSource(work)
+    with pytest.raises(ChainBroken, match="snapshot at position 500 does not chain onto"):
+        fold_all(source, Target(position=600), start(source, Target(position=600)))
