@@ -93,15 +93,27 @@ def diff(old: dict, new: dict, path: str = "") -> list[Change]:
     return changes
 
 
+KINDS = ("frameworks", "agents", "offers", "roles", "tasks", "logs")
+
+
 def summarize(changes: list[Change]) -> dict[str, int]:
-    """Counts by (op, kind of object), e.g. {'added tasks': 3, 'changed agents': 1}."""
+    """Counts of objects added, removed or changed, by kind: {'added tasks': 3, 'changed agents': 1}.
+    A field that appears or goes inside an object counts as a change of that object."""
     counts: dict[str, int] = {}
+    changed: set[tuple[str, ...]] = set()
     for change in changes:
         parts = change.path.split(".")
-        kind = next((p for p in reversed(parts[:-1]) if p in ("frameworks", "agents", "offers", "roles", "tasks",
-                                                                 "logs", "filters")), parts[0])
-        if change.op == "changed" and len(parts) >= 3:
-            kind = parts[-3] if parts[-3] in ("frameworks", "agents", "offers", "roles", "tasks", "logs") else kind
-        label = f"{change.op} {kind}"
+        found = [i for i, p in enumerate(parts[:-1]) if p in KINDS]
+        if not found:
+            label = f"changed {parts[0]}" if len(parts) > 1 else f"{change.op} {parts[0]}"
+            key = tuple(parts[:2])
+        else:
+            i = found[-1]
+            key = tuple(parts[: i + 2])
+            label = f"{change.op} {parts[i]}" if len(parts) == i + 2 else f"changed {parts[i]}"
+        if label.startswith("changed"):
+            if key in changed:
+                continue
+            changed.add(key)
         counts[label] = counts.get(label, 0) + 1
     return dict(sorted(counts.items()))
