@@ -38,6 +38,9 @@ def master_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help="compact the Raft journal past this many Raft entries (default %(default)s)")
     parser.add_argument("--compaction-interval-s", type=float, default=60.0,
                         help="or at least this often (default %(default)s)")
+    parser.add_argument("--zk", metavar="zk://HOST:PORT[,HOST:PORT]/PATH",
+                        help="advertise the leading master in ZooKeeper as Mesos does, for clients that "
+                             "detect the leader there (default: not advertised)")
     scheduling = parser.add_argument_group("scheduling")
     scheduling.add_argument("--allocation-interval-s", type=float, default=1.0,
                             help="seconds between allocation cycles (default %(default)s)")
@@ -79,7 +82,10 @@ def master_config(args: argparse.Namespace):
         parse_peers,
         resolve_raft_secret,
     )
+    from mesos_es.master.zk import parse_zk_url
 
+    if args.zk:
+        parse_zk_url(args.zk)  # ConfigError if malformed
     parse_address(args.address)
     raft_address = args.raft_address or default_raft_address(args.address)
     parse_address(raft_address)
@@ -93,6 +99,7 @@ def master_config(args: argparse.Namespace):
         raft_address=raft_address,
         peers=peers,
         work_dir=work_dir.resolve(),
+        zk=args.zk or None,
         raft_secret=resolve_raft_secret(args.raft_secret_file, work_dir, has_peers=bool(peers)),
         durable=args.journal_sync == "fsync",
         max_entry_bytes=args.max_entry_bytes,

@@ -81,6 +81,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kafka", nargs="?", const=True, metavar="HOST:PORT",
                         help="export every event to Kafka: start a broker (tansu) on 127.0.0.1:9092 "
                              "([cluster] kafka_port), or use the one at HOST:PORT")
+    parser.add_argument("--zk", nargs="?", const=True, metavar="HOST:PORT[,HOST:PORT]",
+                        help="advertise the leader in ZooKeeper (zk://.../mesos) for Mesos clients: start a "
+                             "ZooKeeper on 127.0.0.1:2181 ([cluster] zk_port), or use the one at HOST:PORT")
 
 
 def master_specs(cluster: dict) -> list[MasterSpec]:
@@ -188,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"mesos-es cluster up: {e}", file=sys.stderr)
         return 2
     for key, value in (("masters", args.masters), ("base_port", args.base_port), ("work_dir", args.work_dir),
-                       ("agents", args.agents)):
+                       ("agents", args.agents), ("zk", args.zk)):
         if value is not None:
             config["cluster"][key] = str(value) if isinstance(value, Path) else value
     if getattr(args, "kafka", None) is not None:
@@ -230,6 +233,13 @@ async def up(config: dict) -> int:
         return 1
     if kafka:
         config["master"]["kafka"] = kafka.address
+    zk = await start_zookeeper(config["cluster"], work_dir, processes) if config["cluster"].get("zk") else None
+    if zk is False:
+        await stop_all(processes)  # what was started before it
+        os.close(lock)
+        return 1
+    if zk:
+        config["master"]["zk"] = zk.url
     commands = {spec.id: master_command(spec, specs, secret_file, config) for spec in specs}
     commands.update({spec.id: agent_command(spec, specs, config) for spec in agents})
     for spec in [*specs, *agents]:
@@ -245,10 +255,10 @@ async def up(config: dict) -> int:
         print(f"kafka: {kafka.address}, topic mesos-es.events"
               + (f" (started here, pid {processes['kafka'].pid}, log {kafka.log_file})" if kafka.log_file else ""),
               flush=True)
-    write_cluster_file(work_dir, specs, processes, secret_file, commands, agents)
-    print_table(work_dir, specs, processes, agents)
+    write_cluster_file(work_dir, specs, processes, secret_file, commands, agents, zk)
+    print_table(work_dir, specs, processes, agents, zk)
     try:
-        await watch([*specs, *agents], processes, stop, masters=specs)
+        await watch([*specs, *agents, *([zk] if zk and zk.id in processes else [])], processes, stop, masters=specs)
     finally:
         await stop_all({a.id: processes[a.id] for a in agents})
         for spec in agents:
@@ -256,6 +266,8 @@ async def up(config: dict) -> int:
         await stop_all({m.id: processes[m.id] for m in specs})
         if "kafka" in processes:  # after the masters, so the leader's last exports land
             await stop_all({"kafka": processes["kafka"]})
+        if zk and zk.id in processes:  # after the masters, which delete their nodes as they stop
+            await stop_all({zk.id: processes[zk.id]})
         with contextlib.suppress(OSError):
             (work_dir / "cluster.json").unlink()
         os.close(lock)
@@ -263,7 +275,8 @@ async def up(config: dict) -> int:
     return 0
 
 
-def write_cluster_file(work_dir: Path, specs, processes, secret_file: Path, commands: dict, agents=()) -> None:
+def write_cluster_file(work_dir: Path, specs, processes, secret_file: Path, commands: dict, agents=(),
+                       zk=None) -> None:
     data = {
         "work_dir": str(work_dir),
         "raft_secret_file": str(secret_file),
@@ -279,12 +292,16 @@ def write_cluster_file(work_dir: Path, specs, processes, secret_file: Path, comm
             for a in agents
         ],
     }
+    if zk:
+        data["zk"] = {"url": zk.url, "pid": processes[zk.id].pid if zk.id in processes else None,
+                      "work_dir": str(zk.work_dir) if zk.work_dir else None,
+                      "log": str(zk.log_file) if zk.log_file else None}
     tmp = work_dir / "cluster.json.tmp"
     tmp.write_text(json.dumps(data, indent=2) + "\n")
     os.replace(tmp, work_dir / "cluster.json")
 
 
-def print_table(work_dir: Path, specs, processes, agents=()) -> None:
+def print_table(work_dir: Path, specs, processes, agents=(), zk=None) -> None:
     print(f"mesos-es cluster: {len(specs)} master(s), {len(agents)} agent(s), work dir {work_dir}")
     print(f"  {'id':<10} {'http':<24} {'raft':<18} {'pid':<8} log")
     for s in specs:
@@ -292,6 +309,9 @@ def print_table(work_dir: Path, specs, processes, agents=()) -> None:
     for a in agents:
         print(f"  {a.id:<10} {'http://' + a.http:<24} {'-':<18} {processes[a.id].pid:<8} {a.log_file}")
         print(f"  {'':<10} resources {a.resources}")
+    if zk:
+        pid = processes[zk.id].pid if zk.id in processes else "-"
+        print(f"  {'zookeeper':<10} {zk.url:<43} {pid!s:<8} {zk.log_file or '(not ours)'}")
     print("Press Ctrl-C to stop.", flush=True)
 
 
@@ -327,6 +347,67 @@ async def current_leader(session, specs: list[MasterSpec]) -> str | None:
         except (TimeoutError, aiohttp.ClientError, OSError, ValueError):
             continue
     return None
+
+
+@dataclass(frozen=True)
+class ZooKeeperSpec:
+    url: str  # what the masters get: zk://HOST:PORT/mesos
+    work_dir: Path | None = None  # None: a ZooKeeper that is not ours
+    id: str = "zookeeper"
+
+    @property
+    def log_file(self) -> Path | None:
+        return self.work_dir / "zookeeper.log" if self.work_dir else None
+
+
+async def start_zookeeper(cluster: dict, work_dir: Path, processes: dict) -> ZooKeeperSpec | bool:
+    """`--zk`: start ZooKeeper under work_dir/zookeeper and wait until it serves (its process
+    goes into `processes`); `--zk HOST:PORT`: use that one. False (after saying why) if it
+    cannot be had."""
+    from mesos_es.cluster import zookeeper
+    from mesos_es.master.config import ConfigError
+    from mesos_es.master.zk import parse_zk_url
+
+    given = cluster["zk"]
+    if given is not True:
+        url = given if str(given).startswith("zk://") else f"zk://{given}/mesos"
+        try:
+            hosts, _ = parse_zk_url(url)
+        except ConfigError as e:
+            print(f"mesos-es cluster up: --zk: {e}", file=sys.stderr)
+            return False
+        spec = ZooKeeperSpec(url=url)
+        if not await asyncio.to_thread(zookeeper.wait_serving, hosts, 5.0):
+            print(f"mesos-es cluster up: ZooKeeper at {hosts} does not answer yet; the masters will keep trying",
+                  flush=True)
+        return spec
+    why = zookeeper.available()
+    if why:
+        print(f"mesos-es cluster up: cannot start ZooKeeper: {why}", file=sys.stderr)
+        return False
+    host, port = cluster["host"], int(cluster.get("zk_port", zookeeper.DEFAULT_PORT))
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            print(f"mesos-es cluster up: {host}:{port} is in use: pass --zk {host}:{port} to use the ZooKeeper "
+                  "running there, or set zk_port in [cluster]", file=sys.stderr)
+            return False
+    spec = ZooKeeperSpec(url=f"zk://{host}:{port}/mesos", work_dir=work_dir / "zookeeper")
+    config_file = zookeeper.write_config(spec.work_dir, host, port)
+    with open(spec.log_file, "ab") as log_file:  # noqa: ASYNC230 - a local file, once at start
+        process = await asyncio.create_subprocess_exec(
+            *zookeeper.command(config_file), stdin=asyncio.subprocess.DEVNULL, stdout=log_file, stderr=log_file,
+            preexec_fn=die_with_parent(signal.SIGTERM),
+        )
+    processes[spec.id] = process
+    if not await asyncio.to_thread(zookeeper.wait_serving, f"{host}:{port}", 60.0,
+                                   lambda: process.returncode is None):
+        await stop_all({spec.id: process})
+        print(f"mesos-es cluster up: ZooKeeper did not start (log: {spec.log_file})", file=sys.stderr)
+        return False
+    return spec
 
 
 async def stop_all(processes: dict[str, asyncio.subprocess.Process]) -> None:

@@ -58,6 +58,8 @@ class MasterConfig:
     work_dir: Path
     raft_secret: str = field(repr=False)
     durable: bool = True
+    # Advertise the leader in ZooKeeper for Mesos clients (zk://HOST:PORT[,...]/PATH), or None.
+    zk: str | None = None
     max_entry_bytes: int = 1 << 20
     snapshot_every: int = 10_000
     election_timeout_min_ms: int = 300

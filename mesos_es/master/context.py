@@ -19,6 +19,8 @@ class MasterContext:
     archive: Archive | None = None
     # The leader's shell (streams, timers, allocation); set by serve().
     leader_shell: Any = None
+    # The ZooKeeper advertiser (mesos_es/master/zk.py) with --zk; set by serve().
+    zk: Any = None
 
     def leader(self) -> str | None:
         """HTTP address of the leader this master knows, or None."""

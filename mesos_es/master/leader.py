@@ -97,6 +97,8 @@ class Leader:
         self.agent_seen = {aid: start + grace for aid, a in self.state.agents.items() if a.reachable}
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._allocation_loop()), loop.create_task(self._timer_loop())]
+        if self.master.zk is not None:
+            self.master.zk.advertise(self.master_info())  # ZooKeeper's json.info_ node (--zk)
         log.info("leading", term=term, frameworks=len(self.state.frameworks), agents=len(self.state.agents))
 
     async def _step_down(self) -> None:
@@ -108,6 +110,8 @@ class Leader:
         self._tasks = []
         for stream in [*self.frameworks.values(), *self.agents.values()]:
             stream.close()
+        if self.master.zk is not None:
+            self.master.zk.withdraw()
         self.frameworks.clear()
         self.agents.clear()
         if was_active:

@@ -22,6 +22,7 @@ from mesos_es.master.export import add_routes as add_export_routes
 from mesos_es.master.http.app import build_app
 from mesos_es.master.leader import Leader
 from mesos_es.master.replica import Replica
+from mesos_es.master.zk import ZkAdvertiser
 
 log = structlog.get_logger(__name__)
 
@@ -98,6 +99,9 @@ async def serve(config: MasterConfig, stop: asyncio.Event | None = None) -> None
         await runner.cleanup()
         await raft_log.stop()
         raise MasterStartError(f"cannot listen on {config.address}: {e.strerror}") from None
+    if config.zk:
+        master.zk = ZkAdvertiser(config.zk)
+        master.zk.start()  # connects in the background: ZooKeeper being down blocks nothing
     master.leader_shell.start()
     if exporter is not None:
         exporter.start()  # exports while this master leads; Kafka being down blocks nothing
@@ -113,6 +117,8 @@ async def serve(config: MasterConfig, stop: asyncio.Event | None = None) -> None
         await master.leader_shell.stop()
         if exporter is not None:
             await exporter.stop()
+        if master.zk is not None:
+            await master.zk.close()
         # The log first: requests waiting for a commit then fail at once (503) instead of
         # holding the HTTP shutdown until their commit timeout.
         await raft_log.stop()
