@@ -13,6 +13,7 @@ come from the event, and a stale or conflicting event is a deterministic `Reject
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -70,8 +71,9 @@ class ClusterIndex:
     agent_tasks: dict[str, set[tuple[str, str]]] = field(default_factory=lambda: defaultdict(set))
     # (framework, agent) pairs with an outstanding offer
     offered_pairs: set[tuple[str, str]] = field(default_factory=set)
-    # resources by task key, so a release does not re-parse the protobuf
+    # resources by task key and by offer id, so a release does not re-parse the protobuf
     task_resources: dict[tuple[str, str], Resources] = field(default_factory=dict)
+    offer_resources: dict[str, Resources] = field(default_factory=dict)
 
     def total(self, agent_id: str) -> Resources:
         """The agent's total with its revocable estimate."""
@@ -111,7 +113,7 @@ class ClusterIndex:
         return (
             dict(self.agent_total), clean(self.agent_revocable), clean(self.agent_used), clean(self.agent_offered),
             {f: clean(r) for f, r in self.allocated.items() if clean(r)}, clean(self.agent_tasks),
-            set(self.offered_pairs), dict(self.task_resources),
+            set(self.offered_pairs), dict(self.task_resources), dict(self.offer_resources),
         )
 
     # -- bookkeeping used by the appliers ---------------------------------------------------
@@ -134,9 +136,10 @@ class ClusterIndex:
         self.allocated[offer.framework_id][offer.role] = (self.allocated[offer.framework_id][offer.role]
                                                           + _scalars(resources))
         self.offered_pairs.add((offer.framework_id, offer.agent_id))
+        self.offer_resources[offer.id] = resources
 
     def release_offer(self, offer: mesos_pb2.Offer) -> Resources:
-        resources = resources_from_proto(offer.resources)
+        resources = self.offer_resources.pop(offer.id)
         self.agent_offered[offer.agent_id] = self.agent_offered[offer.agent_id] - resources
         self.allocated[offer.framework_id][offer.role] = (self.allocated[offer.framework_id][offer.role]
                                                           - _scalars(resources))
@@ -185,7 +188,7 @@ def _rescind_where(state, predicate) -> list[fx.Effect]:
 
 
 def _set_filters(cluster: state_pb2.Cluster, filters: list[state_pb2.Filter]) -> None:
-    filters.sort(key=lambda f: (f.framework_id, f.agent_id, f.expires_ms))
+    filters.sort(key=_filter_key)
     del cluster.filters[:]
     cluster.filters.extend(filters)
 
@@ -195,10 +198,18 @@ def _add_filter(state, framework_id: str, agent_id: str, resources: Resources, r
     refuse = min(refuse_seconds, MAX_REFUSE_SECONDS)
     if not refuse > 0 or not resources:  # NaN too: int(NaN) would raise
         return
-    kept = [f for f in state.cluster.filters if f.expires_ms > ts_ms]  # expired ones go on the way
-    kept.append(state_pb2.Filter(framework_id=framework_id, agent_id=agent_id,
-                                 expires_ms=ts_ms + int(refuse * 1000), resources=resources_to_proto(resources)))
-    _set_filters(state.cluster, kept)
+    filters = state.cluster.filters
+    if any(f.expires_ms <= ts_ms for f in filters):  # expired ones go on the way
+        _set_filters(state.cluster, [f for f in filters if f.expires_ms > ts_ms])
+    new = state_pb2.Filter(framework_id=framework_id, agent_id=agent_id, expires_ms=ts_ms + int(refuse * 1000),
+                           resources=resources_to_proto(resources))
+    # Into its place in the documented order, without rebuilding the list.
+    at = bisect.bisect_right(filters, (framework_id, agent_id, new.expires_ms), key=_filter_key)
+    filters.insert(at, new)
+
+
+def _filter_key(f: state_pb2.Filter) -> tuple[str, str, int]:
+    return f.framework_id, f.agent_id, f.expires_ms
 
 
 def _push_bounded(repeated, item, bound: int) -> None:
@@ -662,7 +673,8 @@ def apply_offers_accepted(state, position: int, event: events_pb2.Event) -> Outc
     agent_id, role = agents.pop(), roles.pop()
     pool = EMPTY
     for offer_id in e.offer_ids:
-        pool = pool + resources_from_proto(_remove_offer(state, offer_id).resources)
+        pool = pool + index.offer_resources[offer_id]
+        _remove_offer(state, offer_id)
 
     for op in e.operations:
         if op.type in ("LAUNCH", "LAUNCH_GROUP"):
