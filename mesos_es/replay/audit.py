@@ -36,12 +36,13 @@ from dataclasses import dataclass, field
 from mesos_es.core.allocator import quota_consumption
 from mesos_es.core.cluster import ClusterIndex, legal_transition
 from mesos_es.core.convert import TERMINAL_STATES, resources_from_proto
+from mesos_es.core.inputs import policy_inputs
 from mesos_es.core.outcomes import Applied, Outcome, Rejected
 from mesos_es.core.resources import EMPTY, ResourceError, Resources, to_text
 from mesos_es.core.state import State
 from mesos_es.pb import events_pb2, mesos_pb2
 from mesos_es.replay.fold import Fold, format_ms
-from mesos_es.replay.view import dominant_shares, policy_inputs, quantities
+from mesos_es.replay.view import dominant_shares, quantities
 
 CHECKS = {
     "hash_chain": "hash chain unbroken",

@@ -17,10 +17,10 @@ from collections.abc import Iterator
 from mesos_es.core import allocator
 from mesos_es.core.apply import apply
 from mesos_es.core.convert import resources_to_proto
+from mesos_es.core.inputs import allocation_inputs
 from mesos_es.core.resources import parse_text
 from mesos_es.core.state import State
 from mesos_es.pb import events_pb2, mesos_pb2
-from mesos_es.replay.view import allocation_inputs
 
 START_MS = 1_790_000_000_000
 AGENT_TEXT = "cpus:8;mem:16384;disk:100000;ports:[31000-31999]"

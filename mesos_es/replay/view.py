@@ -1,52 +1,11 @@
-"""The allocator's view of a folded state, for checking its decisions and reporting shares.
-
-This mirrors `_policy_inputs` / `allocation_inputs` in mesos_es/master/leader.py (which the
-replay must not import: it brings the leader's I/O with it); tests/replay/test_view.py fails
-when the two disagree.
-"""
+"""Shares and quantities of a folded state, for checking the leader's decisions and reporting
+fairness. The allocator's inputs themselves come from mesos_es/core/inputs.py, as the
+leader's do."""
 
 from __future__ import annotations
 
-from mesos_es.core import allocator
-from mesos_es.core.convert import resources_from_proto
 from mesos_es.core.resources import Resources
 from mesos_es.core.state import State
-
-
-def policy_inputs(state: State) -> dict:
-    """Reachable agents, every framework (disconnected ones inactive), roles' weights and quotas."""
-    cluster, index = state.cluster, state.index
-    agents = []
-    for agent_id in sorted(cluster.agents):
-        if not cluster.agents[agent_id].reachable:
-            continue
-        agents.append(allocator.AgentSlot(agent_id=agent_id, available=index.available(agent_id),
-                                          total=index.total(agent_id)))
-    frameworks = []
-    for framework_id in sorted(cluster.frameworks):
-        framework = cluster.frameworks[framework_id]
-        frameworks.append(allocator.FrameworkDemand(
-            framework_id=framework_id, roles=tuple(framework.info.roles),
-            suppressed_roles=frozenset(framework.suppressed_roles),
-            revocable_ok="REVOCABLE_RESOURCES" in framework.info.capabilities,
-            allocated={role: r for role, r in index.allocated.get(framework_id, {}).items() if r},
-            active=framework.connected))
-    roles = {}
-    for name in sorted(cluster.roles):
-        role = cluster.roles[name]
-        roles[name] = allocator.RolePolicy(
-            weight=role.weight or 1.0, guarantee=resources_from_proto(role.quota_guarantees),
-            limit=resources_from_proto(role.quota_limits) if len(role.quota_limits) else None)
-    return {"agents": agents, "frameworks": frameworks, "roles": roles}
-
-
-def allocation_inputs(state: State, now_ms: int) -> dict:
-    cluster, index = state.cluster, state.index
-    filters = tuple(allocator.Filter(framework_id=f.framework_id, agent_id=f.agent_id, expires_ms=f.expires_ms,
-                                     resources=resources_from_proto(f.resources) if len(f.resources) else None)
-                    for f in cluster.filters if f.expires_ms > now_ms)
-    return {**policy_inputs(state), "filters": filters, "outstanding": frozenset(index.offered_pairs),
-            "now_ms": now_ms}
 
 
 def quantities(resources: Resources, unreserved_only: bool = False, revocable: bool | None = False) -> dict[str, int]:
