@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import os
 import time
+from collections import Counter
 
 import aiohttp
 import structlog
@@ -199,8 +200,10 @@ class _Sessions:
     def __init__(self, streams: aiohttp.ClientSession, calls: aiohttp.ClientSession):
         self.streams, self.calls = streams, calls
         self.registering = asyncio.Semaphore(REGISTERS_IN_FLIGHT)
+        self.counts: Counter = Counter()  # calls made, by type (REGISTER included)
 
     def post(self, url, **kwargs):
+        self.counts[_call_type(kwargs.get("data"))] += 1
         if "Mesos-Stream-Id" in (kwargs.get("headers") or {}):
             return self.calls.post(url, **kwargs)  # used with `async with`
         return self._register(url, kwargs)  # awaited: the response is the stream
@@ -208,6 +211,15 @@ class _Sessions:
     async def _register(self, url, kwargs):
         async with self.registering:
             return await self.streams.post(url, **kwargs)
+
+
+def _call_type(data) -> str:
+    """The `type` of a call body as MasterClient encodes it (orjson, `type` first)."""
+    if isinstance(data, bytes) and data.startswith(b'{"type":"'):
+        end = data.find(b'"', 9)
+        if end > 0:
+            return data[9:end].decode(errors="replace")
+    return "other"
 
 
 async def serve_synthetic(config: AgentConfig, count: int, task_duration_s: float, stop: asyncio.Event) -> None:
@@ -221,7 +233,7 @@ async def serve_synthetic(config: AgentConfig, count: int, task_duration_s: floa
             runners.append(asyncio.create_task(agent.run()))
             await asyncio.sleep(0)  # spread the registrations a little
         log.info("synthetic_agents_started", count=count, resources=res.to_text(config.resources))
-        progress = asyncio.create_task(_report_registrations(agents, log))
+        progress = asyncio.create_task(_report_progress(agents, session.counts, log))
         try:
             await stop.wait()
         finally:
@@ -231,13 +243,15 @@ async def serve_synthetic(config: AgentConfig, count: int, task_duration_s: floa
             await asyncio.gather(progress, *runners, return_exceptions=True)
 
 
-async def _report_registrations(agents: list[SyntheticAgent], log, every_s: float = PROGRESS_INTERVAL_S) -> None:
-    """Log how many agents are registered whenever that changes (at most every `every_s`);
-    `mesos-es bench master` waits on these lines."""
-    last = -1
+async def _report_progress(agents: list[SyntheticAgent], counts: Counter, log,
+                           every_s: float = PROGRESS_INTERVAL_S) -> None:
+    """Log how many agents are registered and how many calls they made, whenever that
+    changes (at most every `every_s`); `mesos-es bench master` reads these lines."""
+    last = None
     while True:
         registered = sum(1 for a in agents if a.client.registered.is_set())
-        if registered != last:
-            log.info("synthetic_agents_registered", registered=registered, count=len(agents))
-            last = registered
+        now = (registered, dict(counts))
+        if now != last:
+            log.info("synthetic_agents_registered", registered=registered, count=len(agents), calls=now[1])
+            last = now
         await asyncio.sleep(every_s)

@@ -85,6 +85,7 @@ STOP_TIMEOUT_S = 10.0
 ACK_CONCURRENCY = 32  # acknowledgements in flight per framework
 LOG_NAME = "bench"
 LABEL_DURATION = "mesos-es/duration-seconds"
+PROGRESS_S = 0.5  # synthetic agents log their progress this often
 FAILOVER_TIMEOUT_S = 3600.0
 
 
@@ -263,14 +264,22 @@ async def _run_case(masters: int, agents: int, settings: Settings, row: dict) ->
             t0 = time.monotonic()
             await cluster.start_masters()
             await cluster.start_agents()
-            await cluster.wait_registered(REGISTER_TIMEOUT_S + agents / 100)
+            first_term = await cluster.max_term()
+            try:
+                await cluster.wait_registered(REGISTER_TIMEOUT_S + agents / 100)
+            except BenchError as e:
+                last_term = await cluster.max_term()
+                if first_term is not None and last_term is not None and last_term > first_term:
+                    raise BenchError(f"{e}; meanwhile the Raft term went from {first_term} to {last_term} "
+                                     "(leader elections: every agent then registers again)") from None
+                raise
             row["register_s"] = round(time.monotonic() - t0, 1)
             _progress(f"{agents:,} agents registered in {row['register_s']:g} s")
             connector = aiohttp.TCPConnector(limit=max(BASELINE_CONCURRENCY, 256))
             async with aiohttp.ClientSession(connector=connector,
                                              timeout=aiohttp.ClientTimeout(total=DRAIN_TIMEOUT_S)) as session:
                 url = f"http://{cluster.leader}/api/v1/logs/{LOG_NAME}/entries"
-                row.update(await _baseline(session, url, settings.baseline_s))
+                row.update(await _baseline(session, url, settings.baseline_s, cluster))
             _progress(f"baseline: append p50 {number(row['baseline_append_p50_ms'], 1)} ms, "
                       f"{number(row['baseline_appends_per_s'])} appends/s")
             frameworks = [_Framework(i, cluster.http_addresses()) for i in range(FRAMEWORKS)]
@@ -306,6 +315,12 @@ def _finish_ratios(row: dict) -> None:
     row["offer_rtt_ratio"] = round(rtt / append, 2) if rtt and append else None
     tasks, appends = row.get("tasks_per_s"), row.get("baseline_appends_per_s")
     row["ratio"] = round(tasks / appends, 3) if tasks and appends else None
+    # What one launched task costs the leader, in appends' worth of its CPU, and in calls.
+    per_task, per_append = row.get("leader_cpu_ms_per_task"), row.get("baseline_leader_cpu_ms_per_append")
+    row["leader_appends_per_task"] = round(per_task / per_append, 1) if per_task and per_append else None
+    running = row.get("tasks_running")
+    row["calls_per_task"] = ({k: round(v / running, 2) for k, v in row["calls"].items()}
+                             if running and row.get("calls") else None)
 
 
 # -- processes ---------------------------------------------------------------------------------
@@ -344,6 +359,8 @@ class _Cluster:
     master_procs: list[_Process] = field(default_factory=list)
     agent_procs: list[_Process] = field(default_factory=list)
     leader: str = ""
+    _offsets: dict = field(default_factory=dict)
+    _progress: dict = field(default_factory=dict)
 
     def http_addresses(self) -> list[str]:
         return [p.http for p in self.master_procs]
@@ -455,26 +472,34 @@ class _Cluster:
                     "--log-format", "json", "--log-level", "info"]
             self.agent_procs.append(await self._spawn(name, argv, self._profile_path(name)))
 
+    def agent_progress(self) -> tuple[int, Counter]:
+        """Agents registered, and calls made by the agents (by type), as last logged."""
+        for proc in self.agent_procs:
+            offset, found = _scan_progress(proc.log, self._offsets.get(proc.name, 0))
+            self._offsets[proc.name] = offset
+            if found is not None:
+                self._progress[proc.name] = found
+        calls: Counter = Counter()
+        for found in self._progress.values():
+            calls.update(found["calls"])
+        return sum(p["registered"] for p in self._progress.values()), calls
+
     async def wait_registered(self, timeout: float) -> None:
         """Until every agent process logs that all its agents are registered."""
         deadline = time.monotonic() + timeout
-        offsets = {p.name: 0 for p in self.agent_procs}
-        registered = {p.name: 0 for p in self.agent_procs}
         last_report = time.monotonic()
+        registered = 0
         while time.monotonic() < deadline:
             self._check_alive(self.master_procs + self.agent_procs)
-            for proc in self.agent_procs:
-                offsets[proc.name], count = _scan_registered(proc.log, offsets[proc.name])
-                if count is not None:
-                    registered[proc.name] = count
-            total = sum(registered.values())
+            registered, _ = self.agent_progress()
+            total = registered
             if total >= self.agents:
                 return
             if time.monotonic() - last_report > 10:
                 _progress(f"{total:,} of {self.agents:,} agents registered")
                 last_report = time.monotonic()
             await asyncio.sleep(0.25)
-        raise BenchError(f"only {sum(registered.values())} of {self.agents} agents registered within {timeout:g} s")
+        raise BenchError(f"only {registered} of {self.agents} agents registered within {timeout:g} s")
 
     def cpu(self) -> dict:
         leader = [p for p in self.master_procs if p.http == self.leader]
@@ -516,9 +541,10 @@ class _Cluster:
         await self._stop(self.master_procs)
 
 
-def _scan_registered(log: Path, offset: int) -> tuple[int, int | None]:
-    """The newest `synthetic_agents_registered` count in the log after `offset`."""
-    count = None
+def _scan_progress(log: Path, offset: int) -> tuple[int, dict | None]:
+    """The newest `synthetic_agents_registered` line of an agent process's log after
+    `offset`: {"registered": N, "calls": {type: n}}."""
+    found = None
     try:
         with open(log, "rb") as f:
             f.seek(offset)
@@ -528,9 +554,10 @@ def _scan_registered(log: Path, offset: int) -> tuple[int, int | None]:
     end = data.rfind(b"\n") + 1
     for line in data[:end].splitlines():
         if b"synthetic_agents_registered" in line:
-            with contextlib.suppress(ValueError):
-                count = int(json.loads(line)["registered"])
-    return offset + end, count
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                event = json.loads(line)
+                found = {"registered": int(event["registered"]), "calls": dict(event.get("calls") or {})}
+    return offset + end, found
 
 
 def _tail(path: Path, lines: int = 15) -> str:
@@ -543,7 +570,7 @@ def _tail(path: Path, lines: int = 15) -> str:
 # -- the baseline ------------------------------------------------------------------------------
 
 
-async def _baseline(session, url: str, duration: float) -> dict:
+async def _baseline(session, url: str, duration: float, cluster: _Cluster) -> dict:
     """Named-log appends on the leader: latency in an open loop at BASELINE_RATE, then
     committed appends/s in a closed loop of BASELINE_CONCURRENCY requests."""
     from mesos_es.bench._log_worker import measure_open_loop
@@ -555,14 +582,19 @@ async def _baseline(session, url: str, duration: float) -> dict:
                                       BASELINE_RATE, duration, DRAIN_TIMEOUT_S)
     log_settings = LogSettings(duration=duration, warmup=0.0, entry_bytes=300, payload="random", in_flight=0,
                                http_concurrency=BASELINE_CONCURRENCY, rate=BASELINE_RATE)
+    cpu0 = cluster.cpu()
     throughput = await _http_throughput(session, url, log_settings, duration)
+    cpu1 = cluster.cpu()
     if not latency["count"] or not throughput["committed"]:
         raise BenchError("the baseline appends failed")
+    leader_ms = 1e3 * (cpu1["leader"] - cpu0["leader"]) / throughput["committed"]
     return {
         "baseline_append_p50_ms": _round(latency["p50_ms"]),
         "baseline_append_p99_ms": _round(latency["p99_ms"]),
         "baseline_appends_per_s": round(throughput["appends_per_s"], 1),
         "baseline_errors": latency["errors"] + throughput["errors"],
+        # the leader's CPU per committed append (all it did meanwhile, agents' PONGs included)
+        "baseline_leader_cpu_ms_per_append": _round(leader_ms, 3),
     }
 
 
@@ -600,6 +632,7 @@ class _Framework:
         self.states: Counter = Counter()
         self.errors: Counter = Counter()
         self.acks = asyncio.Semaphore(ACK_CONCURRENCY)
+        self.calls: Counter = Counter()  # calls made, by type
         self.background: set[asyncio.Task] = set()
         self._reader: asyncio.Task | None = None
 
@@ -647,6 +680,7 @@ class _Framework:
         self.changed.set()
 
     async def _acknowledge(self, status: dict) -> None:
+        self.calls["ACKNOWLEDGE"] += 1  # counted when due (it may wait for the semaphore)
         async with self.acks:
             try:
                 await self.client.acknowledge(status)
@@ -778,9 +812,12 @@ async def _launch(frameworks: list[_Framework], settings: Settings, cluster: _Cl
     start = clock()
     end = start + settings.duration
     cpu0, wall0 = cluster.cpu(), time.monotonic()
+    _, agent_calls0 = cluster.agent_progress()
+    scheduler_calls0 = sum((fw.calls for fw in frameworks), Counter())
 
     async def accept(fw: _Framework, offer_id: str, operations: list[dict], task_ids: list[str]) -> None:
         try:
+            fw.calls["ACCEPT"] += 1
             await fw.client.accept([offer_id], operations)
             now = clock()
             for task_id in task_ids:
@@ -828,6 +865,11 @@ async def _launch(frameworks: list[_Framework], settings: Settings, cluster: _Cl
     else:
         window_end = end
     running_in_window = sum(1 for fw in frameworks for t in fw.running_at.values() if t <= window_end)
+    await asyncio.sleep(2 * PROGRESS_S)  # the agents' next progress lines
+    _, agent_calls1 = cluster.agent_progress()
+    calls = {f"agent {k}": v for k, v in sorted((agent_calls1 - agent_calls0).items())}
+    calls.update({f"scheduler {k}": v for k, v in
+                  sorted((sum((fw.calls for fw in frameworks), Counter()) - scheduler_calls0).items())})
     launched = sum(len(fw.accepted_at) for fw in frameworks)
     running = sum(len(fw.running_at) for fw in frameworks)
     failed = sum(len(fw.failed) for fw in frameworks)
@@ -868,6 +910,8 @@ async def _launch(frameworks: list[_Framework], settings: Settings, cluster: _Cl
         "cpu_s": cpu,
         "cores": {k: round(v / wall, 2) for k, v in cpu.items()} if wall > 0 else None,
         "leader_cpu_ms_per_task": _round(leader_ms_per_task, 3),
+        # HTTP calls to the leader during the phase (drain included), by who and type
+        "calls": calls,
         "states": dict(sum((fw.states for fw in frameworks), Counter())),
         "errors": dict(errors.most_common(10)),
     }
