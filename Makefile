@@ -19,6 +19,8 @@ test: $(INSTALLED)
 bench: $(INSTALLED)
 	$(BIN)/mesos-es bench log $(ARGS)
 	$(BIN)/mesos-es bench alloc $(ARGS)
+	$(BIN)/mesos-es bench master $(ARGS)
+	$(BIN)/mesos-es bench replay $(ARGS)
 
 # Regenerate the committed protobuf code with the pinned protoc (grpcio-tools).
 proto: $(INSTALLED)
@@ -33,6 +35,7 @@ $(INSTALLED): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	$(BIN)/python scripts/install_pymesos.py
+	bash scripts/install_zookeeper.sh
 	touch $(INSTALLED)
 
 clean:
