@@ -37,6 +37,7 @@ from mesos_es.core.outcomes import Applied, Outcome
 from mesos_es.log.interface import LogError, NotLeader, Proposed, Role
 from mesos_es.master.http.common import now_ms
 from mesos_es.master.streams import EventStream
+from mesos_es.master.zk import mesos_master_info
 from mesos_es.pb import events_pb2, mesos_pb2
 
 log = structlog.get_logger(__name__)
@@ -129,9 +130,9 @@ class Leader:
         self._allocate_now.set()
 
     def master_info(self) -> dict:
+        """This master as Mesos' MasterInfo JSON (in SUBSCRIBED, and in ZooKeeper)."""
         host, _, port = self.config.address.rpartition(":")
-        return {"id": self.config.id, "ip": 0, "port": int(port), "hostname": host, "version": __version__,
-                "address": {"hostname": host, "ip": host, "port": int(port)}}
+        return mesos_master_info({"id": self.config.id, "port": int(port), "hostname": host, "version": __version__})
 
     # -- effects -----------------------------------------------------------------------------
     def on_applied(self, position: int, event: events_pb2.Event, outcome: Outcome) -> None:
