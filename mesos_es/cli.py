@@ -32,8 +32,8 @@ def master_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--max-entry-bytes", type=int, default=1 << 20, help="largest log entry (default %(default)s)")
     parser.add_argument("--snapshot-every", type=int, default=10_000,
                         help="write a state snapshot every N positions (default %(default)s)")
-    parser.add_argument("--election-timeout-min-ms", type=int, default=300)
-    parser.add_argument("--election-timeout-max-ms", type=int, default=600)
+    parser.add_argument("--election-timeout-min-ms", type=int, default=1000)
+    parser.add_argument("--election-timeout-max-ms", type=int, default=2000)
     parser.add_argument("--compaction-min-entries", type=int, default=2_000,
                         help="compact the Raft journal past this many Raft entries (default %(default)s)")
     parser.add_argument("--compaction-interval-s", type=float, default=60.0,

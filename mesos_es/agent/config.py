@@ -33,7 +33,9 @@ class AgentConfig:
     oversubscription_interval_s: float = 5.0
     oversubscription_margin: float = 0.2
     registration_backoff_max_s: float = 10.0
-    update_backoff_s: tuple[float, float] = (1.0, 10.0)
+    # Resend an unacknowledged update after 10 s, doubling to 10 min, as Mesos does (and at
+    # once after every REGISTERED): sooner only multiplies calls while a framework is busy.
+    update_backoff_s: tuple[float, float] = (10.0, 600.0)
     extra: dict = field(default_factory=dict)
 
     def agent_info(self) -> dict:

@@ -74,6 +74,8 @@ class ClusterIndex:
     # resources by task key and by offer id, so a release does not re-parse the protobuf
     task_resources: dict[tuple[str, str], Resources] = field(default_factory=dict)
     offer_resources: dict[str, Resources] = field(default_factory=dict)
+    # agent -> (the parts `available` was computed from, its result); see `available`
+    _available: dict[str, tuple] = field(default_factory=dict, repr=False, compare=False)
 
     def total(self, agent_id: str) -> Resources:
         """The agent's total with its revocable estimate."""
@@ -82,13 +84,23 @@ class ClusterIndex:
         return total + revocable if revocable else total
 
     def available(self, agent_id: str) -> Resources:
-        total, used, offered = self.total(agent_id), self.agent_used[agent_id], self.agent_offered[agent_id]
+        """Neither used by tasks nor offered. Memoized: every change to an agent replaces one
+        of its (immutable) parts, so the memo holds while the parts are the same objects; an
+        allocation cycle asks this of every agent, and few change between cycles."""
+        parts = (self.agent_total.get(agent_id), self.agent_revocable.get(agent_id),
+                 self.agent_used.get(agent_id), self.agent_offered.get(agent_id))
+        memo = self._available.get(agent_id)
+        if memo is not None and all(a is b for a, b in zip(memo[0], parts, strict=True)):
+            return memo[1]
+        total, used, offered = self.total(agent_id), parts[2] or EMPTY, parts[3] or EMPTY
         try:
-            return total - used - offered
+            available = total - used - offered
         except ResourceError:
             # The revocable estimate shrank below what tasks hold (the agent kills the newest
             # of them and reports it): none of that resource is available meanwhile.
-            return total.saturating_sub(used).saturating_sub(offered)
+            available = total.saturating_sub(used).saturating_sub(offered)
+        self._available[agent_id] = (parts, available)
+        return available
 
     @classmethod
     def rebuild(cls, cluster: state_pb2.Cluster) -> ClusterIndex:

@@ -62,8 +62,8 @@ class MasterConfig:
     zk: str | None = None
     max_entry_bytes: int = 1 << 20
     snapshot_every: int = 10_000
-    election_timeout_min_ms: int = 300
-    election_timeout_max_ms: int = 600
+    election_timeout_min_ms: int = 1000
+    election_timeout_max_ms: int = 2000
     compaction_min_entries: int = 2_000
     compaction_interval_s: float = 60.0
     commit_timeout_s: float = 10.0

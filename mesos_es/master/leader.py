@@ -13,6 +13,7 @@ them into stream messages here, after the event is committed and applied.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import base64
 import time
 import uuid
@@ -43,6 +44,9 @@ from mesos_es.pb import events_pb2, mesos_pb2
 log = structlog.get_logger(__name__)
 
 WATCH_INTERVAL_S = 0.05
+TRIGGERED_CYCLE_GAP_S = 0.1  # the least time between two allocation cycles
+OFFERS_PER_EVENT = 1000  # about 250 kB of OffersMade
+STEP_DOWN_WAIT_S = 2.0
 
 
 def new_id(suffix: str) -> str:
@@ -97,7 +101,8 @@ class Leader:
         grace = self.config.agent_reregister_timeout_s - self._agent_timeout_s()
         self.agent_seen = {aid: start + grace for aid, a in self.state.agents.items() if a.reachable}
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._allocation_loop()), loop.create_task(self._timer_loop())]
+        self._tasks = [loop.create_task(self._allocation_loop()), loop.create_task(self._timer_loop()),
+                       loop.create_task(self._ping_loop())]
         if self.master.zk is not None:
             self.master.zk.advertise(self.master_info())  # ZooKeeper's json.info_ node (--zk)
         log.info("leading", term=term, frameworks=len(self.state.frameworks), agents=len(self.state.agents))
@@ -107,7 +112,10 @@ class Leader:
         self.active = False
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # Bounded: a loop that ignored its cancel must not keep the streams open.
+        done, pending = await asyncio.wait(self._tasks, timeout=STEP_DOWN_WAIT_S) if self._tasks else ((), ())
+        if pending:
+            log.error("loops_ignored_cancel", loops=len(pending))
         self._tasks = []
         for stream in [*self.frameworks.values(), *self.agents.values()]:
             stream.close()
@@ -233,24 +241,33 @@ class Leader:
 
     # -- allocation ---------------------------------------------------------------------------
     async def _allocation_loop(self) -> None:
+        """A cycle every allocation interval, and sooner when a trigger says something may be
+        offered; cycles are at least TRIGGERED_CYCLE_GAP_S apart, so a burst of ACCEPTs and
+        updates makes one cycle, not one each."""
         interval = self.config.allocation_interval_s
+        gap = min(interval, TRIGGERED_CYCLE_GAP_S)
         while True:
-            try:
-                await asyncio.wait_for(self._allocate_now.wait(), interval)
-            except TimeoutError:
-                pass
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow the cancel
+            # of _step_down when the trigger is set at the same moment, and the loop lives on.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await self._allocate_now.wait()
             self._allocate_now.clear()
+            started = time.monotonic()
             try:
                 await self.allocate_once()
             except (NotLeader, LogError) as e:
                 log.warning("allocation_not_committed", error=str(e))
                 await asyncio.sleep(interval)
+            await asyncio.sleep(max(0.0, gap - (time.monotonic() - started)))
 
     async def allocate_once(self) -> int:
         """One cycle on the applied state; its offers are committed before the next cycle.
         With --revoke-for-quota, the revocation policy runs first."""
         if self.config.revoke_for_quota:
             await self.revoke_once()
+        if not self._anyone_wants_offers():
+            return 0
         ts = now_ms()
         allocations = allocator.allocate(**allocation_inputs(self.master.replica.state, ts))
         if not allocations:
@@ -262,8 +279,16 @@ class Leader:
                 id=new_id("O"), framework_id=a.framework_id, agent_id=a.agent_id,
                 hostname=cluster.agents[a.agent_id].info.hostname, role=a.role,
                 resources=resources_to_proto(a.resources)))
-        await self.propose(events_pb2.Event(offers_made=events_pb2.OffersMade(offers=offers)))
+        # One cycle at 10,000 agents would not fit in one log entry: a few events, committed
+        # together by the log's group commit.
+        await asyncio.gather(*(
+            self.propose(events_pb2.Event(offers_made=events_pb2.OffersMade(offers=offers[i:i + OFFERS_PER_EVENT])))
+            for i in range(0, len(offers), OFFERS_PER_EVENT)))
         return len(offers)
+
+    def _anyone_wants_offers(self) -> bool:
+        """A connected framework with a role it does not suppress: else a cycle offers nothing."""
+        return any(f.connected and len(f.suppressed_roles) < len(f.info.roles) for f in self.state.frameworks.values())
 
     async def revoke_once(self) -> int:
         """Take back what roles below their quota guarantee need (one ResourcesRevoked event):
@@ -290,16 +315,17 @@ class Leader:
     def _agent_timeout_s(self) -> float:
         return self.config.agent_ping_timeout_s * self.config.max_agent_ping_timeouts
 
-    async def _timer_loop(self) -> None:
-        ping_every = self.config.agent_ping_timeout_s
-        next_ping = time.monotonic()
+    async def _ping_loop(self) -> None:
+        """PING every agent stream each ping period, whatever the timers are waiting for."""
         while True:
-            await asyncio.sleep(min(0.25, ping_every / 4))
+            for stream in list(self.agents.values()):
+                stream.send({"type": "PING", "ping": {}})
+            await asyncio.sleep(self.config.agent_ping_timeout_s)
+
+    async def _timer_loop(self) -> None:
+        while True:
+            await asyncio.sleep(min(0.25, self.config.agent_ping_timeout_s / 4))
             try:
-                if time.monotonic() >= next_ping:
-                    next_ping = time.monotonic() + ping_every
-                    for stream in list(self.agents.values()):
-                        stream.send({"type": "PING", "ping": {}})
                 await self._expire()
             except (NotLeader, LogError) as e:
                 log.warning("timer_event_not_committed", error=str(e))
@@ -313,6 +339,7 @@ class Leader:
             if stale:
                 await self.propose(events_pb2.Event(offers_rescinded=events_pb2.OffersRescinded(
                     offer_ids=stale, reason="OFFER_TIMEOUT")))
+        expired: list[events_pb2.Event] = []
         for framework_id in sorted(cluster.frameworks):
             framework = cluster.frameworks.get(framework_id)
             if framework is None or framework.connected:
@@ -323,7 +350,7 @@ class Leader:
                 # re-registration window, whatever its failover timeout (even 0).
                 deadline = max(deadline, cluster.leader_since_ms + int(self.config.agent_reregister_timeout_s * 1000))
             if ts >= deadline:
-                await self.propose(events_pb2.Event(framework_removed=events_pb2.FrameworkRemoved(
+                expired.append(events_pb2.Event(framework_removed=events_pb2.FrameworkRemoved(
                     framework_id=framework_id, reason="FAILOVER_TIMEOUT")))
         monotonic = time.monotonic()
         timeout = self._agent_timeout_s()
@@ -336,5 +363,7 @@ class Leader:
                 stream = self.agents.pop(agent_id, None)
                 if stream:
                     stream.close()
-                await self.propose(events_pb2.Event(agent_marked_unreachable=events_pb2.AgentMarkedUnreachable(
+                expired.append(events_pb2.Event(agent_marked_unreachable=events_pb2.AgentMarkedUnreachable(
                     agent_id=agent_id, reason=f"no answer to pings for {timeout:g} s")))
+        # Proposed together: the log's group commit makes them few entries, not one round each.
+        await asyncio.gather(*(self.propose(event) for event in expired))

@@ -28,6 +28,7 @@ log = structlog.get_logger(__name__)
 
 
 HTTP_SHUTDOWN_TIMEOUT_S = 5.0
+LISTEN_BACKLOG = 4096
 
 
 class MasterStartError(Exception):
@@ -94,7 +95,9 @@ async def serve(config: MasterConfig, stop: asyncio.Event | None = None) -> None
     await runner.setup()
     host, _, port = config.address.rpartition(":")
     try:
-        await web.TCPSite(runner, host, int(port), reuse_address=True).start()
+        # A deep backlog: thousands of agents re-register at once after a leader change, and a
+        # dropped SYN costs each of them a 1 s retransmit.
+        await web.TCPSite(runner, host, int(port), reuse_address=True, backlog=LISTEN_BACKLOG).start()
     except OSError as e:
         await runner.cleanup()
         await raft_log.stop()
