@@ -2,8 +2,8 @@
 
 Pure: time is an argument. The agent checkpoints the queues (`to_json`) before it sends
 anything, so an update survives an agent crash; only the head of each task's queue is ever
-in flight, and it is resent with backoff (1 s doubling to 10 s) until the master relays the
-framework's acknowledgement of its uuid.
+in flight, and it is resent with backoff (the agent's `update_backoff_s`: 10 s doubling to
+10 min, as Mesos) until the master relays the framework's acknowledgement of its uuid.
 """
 
 from __future__ import annotations

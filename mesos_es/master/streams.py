@@ -88,8 +88,9 @@ class EventStream:
         """Write queued events until the stream closes or the peer goes away."""
         try:
             while not self.closed:
-                try:
-                    await asyncio.wait_for(self._wakeup.wait(), heartbeat_s)
+                try:  # asyncio.timeout: wait_for would make a task per wake-up
+                    async with asyncio.timeout(heartbeat_s):
+                        await self._wakeup.wait()
                 except TimeoutError:
                     if heartbeat is not None:
                         self._queue.append(encode(self._encoder(heartbeat)))
