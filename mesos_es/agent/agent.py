@@ -35,6 +35,7 @@ from mesos_es.core.agent_digest import tasks_digest
 
 Key = tuple[str, str]
 PROTOCOL_VERSION = 1
+UPDATES_PER_CALL = 100  # updates of different tasks due at once go in one UPDATES call
 
 
 class AgentStartError(Exception):
@@ -753,11 +754,13 @@ class Agent:
             self._wake.clear()
             now = loop.time()
             if self.client is not None and self.client.registered.is_set():
-                for update in self.updates.due(now):
+                due = self.updates.due(now)
+                for update in due:
                     self.updates.sent(update, now)
-                    self.client.spawn(self.client.call({
-                        "type": "UPDATE",
-                        "update": {"framework_id": {"value": update.framework_id}, "status": update.status}}))
+                if len(due) == 1:
+                    self.client.spawn(self.client.call({"type": "UPDATE", "update": due[0].to_json_call()}))
+                for i in range(0, len(due) if len(due) > 1 else 0, UPDATES_PER_CALL):  # a burst: few calls
+                    self.client.spawn(self._send_updates(due[i:i + UPDATES_PER_CALL]))
             deadline = self.updates.next_deadline()
             if any(not u.saved for u in self.updates.all()):
                 # A checkpoint failed (disk full?): retry it every second; the updates it
@@ -767,6 +770,14 @@ class Agent:
             timeout = None if deadline is None else max(0.01, deadline - loop.time())
             with contextlib.suppress(TimeoutError):
                 await within(self._wake.wait(), timeout)
+
+    async def _send_updates(self, batch: list[PendingUpdate]) -> None:
+        """One UPDATES call; one UPDATE each to a master that does not know UPDATES (400)."""
+        status = await self.client.call({"type": "UPDATES", "updates": {
+            "updates": [u.to_json_call() for u in batch]}})
+        if status == 400:
+            for update in batch:
+                await self.client.call({"type": "UPDATE", "update": update.to_json_call()})
 
     async def _on_acknowledge(self, body: dict) -> None:
         framework_id, task_id, uuid = _id(body.get("framework_id")), _id(body.get("task_id")), body.get("uuid")

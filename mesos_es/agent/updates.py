@@ -38,6 +38,10 @@ class PendingUpdate:
     def to_json(self) -> dict:
         return {"framework_id": self.framework_id, "status": self.status}
 
+    def to_json_call(self) -> dict:
+        """The body of an UPDATE call (and an item of UPDATES)."""
+        return {"framework_id": {"value": self.framework_id}, "status": self.status}
+
 
 @dataclass
 class UpdateQueues:

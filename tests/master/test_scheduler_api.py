@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from mesos_es.client.scheduler import SchedulerClient, launch, scalar
+from mesos_es.pb import mesos_pb2
 from tests.support.fake_agent import FakeAgent
 from tests.support.inprocess import InProcessMasters
 
@@ -192,3 +193,34 @@ async def test_a_silent_agent_is_marked_unreachable_and_its_tasks_lost(masters):
         assert status["state"] == "TASK_LOST" and status["reason"] == "REASON_AGENT_REMOVED"
         assert masters.contexts[0].replica.state.cluster.agents[agent_id].reachable is False
         assert uuid
+
+
+async def test_an_agent_sends_many_tasks_updates_in_one_call(masters):
+    agent = FakeAgent(masters.addresses[0], RESOURCES)
+    agent_id = await agent.register()
+    async with SchedulerClient(masters.addresses, {"user": "u", "name": "t"}) as scheduler:
+        events = Events(scheduler)
+        framework_id = (await next_event(events, "SUBSCRIBED"))["subscribed"]["framework_id"]["value"]
+        (offer,) = (await next_event(events, "OFFERS"))["offers"]["offers"]
+        await scheduler.accept([offer["id"]["value"]], [
+            launch(t, agent_id, "sleep 9", [scalar("cpus", 0.5)]) for t in ("a", "b", "c")])
+        for _ in range(3):
+            await agent.next("RUN_TASK")
+
+        def item(task_id, uuid=b"\x01" * 16, state="TASK_RUNNING"):
+            return {"framework_id": {"value": framework_id}, "status": {
+                "task_id": {"value": task_id}, "state": state, "source": "SOURCE_EXECUTOR",
+                "uuid": base64.b64encode(uuid).decode(), "timestamp": 1.0}}
+
+        position = masters.contexts[0].replica.state.position
+        # Refused whole, nothing taken: a malformed item, two of one task, none at all.
+        for bad in ([item("a"), item("b", uuid=b"short")], [item("a"), item("a", uuid=b"\x02" * 16)], []):
+            assert await agent.call("UPDATES", updates={"updates": bad}) == 400
+        assert masters.contexts[0].replica.state.position == position
+        assert await agent.call("UPDATES", updates={"updates": [item(t, bytes([i + 1]) * 16)
+                                                                for i, t in enumerate("abc")]}) == 202
+        seen = {(await next_event(events, "UPDATE"))["update"]["status"]["task_id"]["value"] for _ in range(3)}
+        assert seen == {"a", "b", "c"}
+        tasks = masters.contexts[0].replica.state.cluster.frameworks[framework_id].tasks
+        assert all(tasks[t].state == mesos_pb2.TASK_RUNNING for t in "abc")
+    await agent.close()

@@ -92,15 +92,15 @@ class FakeMaster:
         if stream is None or request.headers.get("Mesos-Stream-Id") != stream.stream_id:
             return web.Response(status=403, text="stale stream")
         kind = body.get("type")
-        if kind == "UPDATE":
-            update = body["update"]
+        batch = [body["update"]] if kind == "UPDATE" else body["updates"]["updates"] if kind == "UPDATES" else []
+        for update in batch:
             self.updates.append(update)
             status = update["status"]
             if status["uuid"] not in {u["status"]["uuid"] for u in self.framework_updates}:
                 self.framework_updates.append(update)
             if self.ack_filter(update["framework_id"]["value"], status):
                 self.acknowledge(agent_id, update["framework_id"]["value"], status)
-        elif kind == "MESSAGE":
+        if kind == "MESSAGE":
             self.messages.append(body["message"])
         self._notify()
         return web.Response(status=202)

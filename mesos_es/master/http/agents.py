@@ -6,6 +6,7 @@ UPDATE, MESSAGE, PONG and UNREGISTER are calls on it (header `Mesos-Stream-Id`).
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import structlog
@@ -132,30 +133,62 @@ def digest_matches(master, agent_id: str, digest: str) -> bool:
     return tasks_digest(master.replica.state.index.agent_tasks.get(agent_id, ())) == digest
 
 
-async def update(request, agent_id, call):
-    body = section(call, "update")
+MAX_UPDATES_PER_CALL = 1000
+
+
+def _parse_update(body, agent_id: str) -> tuple[str, mesos_pb2.TaskStatus]:
+    """(framework id, status) of one `{"framework_id", "status"}`; 400 when malformed."""
+    if not isinstance(body, dict):
+        raise bad_request("an update must be {\"framework_id\", \"status\"}")
     framework_id = id_value(body, "framework_id")
     status = task_status_from_json(body.get("status"))
     status.agent_id = agent_id
     if not status.uuid or len(status.uuid) != 16:
         raise bad_request("status.uuid must be 16 bytes, base64")
-    leader = request.app[MASTER].leader_shell
+    return framework_id, status
+
+
+def _new_update_event(leader, agent_id: str, framework_id: str, status) -> events_pb2.Event | None:
+    """The event an agent's update makes, or None when it is a resend the state already holds
+    (forwarded to the framework again, or acknowledged to the agent again, without an event)."""
     framework = leader.state.frameworks.get(framework_id)
     task = framework.tasks.get(status.task_id) if framework is not None else None
     if task is not None:
         if any(u.uuid == status.uuid for u in task.unacknowledged):
-            # A resend of an update already in the log: forward it again, no new event.
             leader.send_update(framework_id, task_status_to_json(status))
-            return accepted()
+            return None
         if task.latest_status.uuid == status.uuid:
             leader.send_ack(agent_id, framework_id, status.task_id, status.uuid)  # acknowledged already
-            return accepted()
+            return None
     elif framework is not None and any(t.info.task_id == status.task_id and t.latest_status.uuid == status.uuid
                                        for t in framework.completed_tasks):
         leader.send_ack(agent_id, framework_id, status.task_id, status.uuid)
-        return accepted()
-    await propose(request, events_pb2.Event(task_status_updated=events_pb2.TaskStatusUpdated(
-        framework_id=framework_id, status=status)))
+        return None
+    return events_pb2.Event(task_status_updated=events_pb2.TaskStatusUpdated(framework_id=framework_id,
+                                                                             status=status))
+
+
+async def update(request, agent_id, call):
+    framework_id, status = _parse_update(section(call, "update"), agent_id)
+    event = _new_update_event(request.app[MASTER].leader_shell, agent_id, framework_id, status)
+    if event is not None:
+        await propose(request, event)
+    return accepted()
+
+
+async def updates(request, agent_id, call):
+    """Many updates in one call (of different tasks: one task's updates go one at a time, in
+    order). All are checked before any is proposed; 202 once all are committed."""
+    items = section(call, "updates").get("updates")
+    if not isinstance(items, list) or not 0 < len(items) <= MAX_UPDATES_PER_CALL:
+        raise bad_request(f"updates.updates must be a list of 1 to {MAX_UPDATES_PER_CALL} updates")
+    parsed = [_parse_update(item, agent_id) for item in items]
+    if len({(f, s.task_id) for f, s in parsed}) != len(parsed):
+        raise bad_request("one update per task in a call: a task's updates go in order, one at a time")
+    leader = request.app[MASTER].leader_shell
+    events = [e for f, s in parsed if (e := _new_update_event(leader, agent_id, f, s)) is not None]
+    # Proposed together: group commit puts them in few log entries.
+    await asyncio.gather(*(propose(request, event) for event in events))
     return accepted()
 
 
@@ -194,7 +227,7 @@ async def unregister(request, agent_id, call):
     return accepted()
 
 
-CALLS = {"UPDATE": update, "MESSAGE": message, "PONG": pong, "UNREGISTER": unregister,
+CALLS = {"UPDATE": update, "UPDATES": updates, "MESSAGE": message, "PONG": pong, "UNREGISTER": unregister,
          "UPDATE_OVERSUBSCRIBED_RESOURCES": update_oversubscribed_resources}
 
 __all__ = ["TERMINAL_STATES", "add_routes"]
