@@ -903,3 +903,14 @@ def test_a_replay_and_a_snapshot_give_the_same_digest(world):
     restored = digest.from_proto(digest.to_proto(world.state))
     assert digest.digest(restored) == digest.digest(world.state)
     assert restored.index.snapshot() == world.state.index.snapshot()
+
+
+def test_the_canonical_bytes_are_the_whole_states_serialization(world):
+    """digest.canonical_bytes skips copying the cluster; it must not change a byte."""
+    assert digest.canonical_bytes(world.state) == digest.to_proto(world.state).SerializeToString(deterministic=True)
+    running(world, caps=("PARTITION_AWARE",))
+    world.offer("O2", resources="cpus:1")
+    logs.apply_log_entry_appended(world.state, world.state.position + 1, ev.Event(
+        timestamp_ms=world.now_ms, log_entry_appended=ev.LogEntryAppended(log="a", data=b"x")))
+    assert world.state.logs  # named logs serialize before the cluster
+    assert digest.canonical_bytes(world.state) == digest.to_proto(world.state).SerializeToString(deterministic=True)
