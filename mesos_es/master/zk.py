@@ -203,8 +203,9 @@ class ZkAdvertiser:
                     log.warning("zk_update_failed", url=self.url, error=f"{type(e).__name__}: {e}",
                                 failures=failures)
                 self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=self.retry_interval_s)
+                with contextlib.suppress(TimeoutError):  # asyncio.timeout: wait_for can swallow a cancel
+                    async with asyncio.timeout(self.retry_interval_s):
+                        await self._wake.wait()
 
     async def _reconcile(self) -> None:
         generation, wanted, session = self._generation, self._wanted, self._session()
