@@ -21,6 +21,7 @@ bench: $(INSTALLED)
 	$(BIN)/mesos-es bench alloc $(ARGS)
 	$(BIN)/mesos-es bench master $(ARGS)
 	$(BIN)/mesos-es bench replay $(ARGS)
+	$(BIN)/mesos-es bench failover $(ARGS)
 
 # Regenerate the committed protobuf code with the pinned protoc (grpcio-tools).
 proto: $(INSTALLED)

@@ -307,6 +307,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_replay_bench_arguments(replay_bench)
     replay_bench.set_defaults(run=run_replay_bench)
 
+    from mesos_es.bench.failover import add_arguments as add_failover_bench_arguments
+    from mesos_es.bench.failover import run as run_failover_bench
+
+    failover_bench = bench_commands.add_parser(
+        "failover", help="SIGKILL the leader of 3 masters under N agents' tasks: election, time to completion, "
+                         "cold start, memory, beside Mesos 1.5")
+    add_failover_bench_arguments(failover_bench)
+    failover_bench.set_defaults(run=run_failover_bench)
+
     replay = commands.add_parser("replay", help="rebuild and audit the cluster's history (docs/replay.md)")
     from mesos_es.replay.cli import add_arguments as add_replay_arguments
     from mesos_es.replay.cli import run as run_replay

@@ -5,12 +5,20 @@ memory, not checkpointed). A task launches no process: it goes TASK_STARTING, TA
 and, after its duration, TASK_FINISHED (or TASK_FAILED with `mesos-es/exit-code` != 0).
 The duration is the label `mesos-es/duration-seconds` on the task, else the agent's default
 (`--synthetic_task_duration`; a negative value runs until killed). Kills take effect at once.
+With the label `mesos-es/synthetic-updates: minimal` a task reports only the states it rests
+in: TASK_RUNNING (no TASK_STARTING) and, if it has a duration of 0, only its terminal state
+(benchmarks seed many tasks with fewer calls).
+
+An agent that has an id re-registers with the digest of its non-terminal tasks instead of
+their list, as a real agent does (`mesos_es.core.agent_digest`); the master answers 412 when
+its view differs, and the agent then sends the list (`register_body(full=True)`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import time
 from collections import Counter
@@ -24,12 +32,18 @@ from mesos_es.agent.config import AgentConfig
 from mesos_es.agent.master_client import MasterClient
 from mesos_es.agent.updates import UpdateQueues
 from mesos_es.core import resources as res
+from mesos_es.core.agent_digest import tasks_digest
 
 LABEL_DURATION = "mesos-es/duration-seconds"
 LABEL_EXIT_CODE = "mesos-es/exit-code"
+LABEL_UPDATES = "mesos-es/synthetic-updates"  # "minimal": only the states a task rests in
 PROGRESS_INTERVAL_S = 0.5
 CALL_CONNECTIONS = 128  # keep-alive connections for the calls of all the agents of one process
-REGISTERS_IN_FLIGHT = 64  # REGISTER requests of one process awaiting the master's answer
+PONG_CONNECTIONS = 32  # and for their PONGs, so that liveness never waits behind updates
+UPDATES_PER_CALL = 100  # updates of different tasks due at once go in one UPDATES call (as an agent's)
+AGENT_LOGGER = "mesos_es.agent.synthetic.agent"  # each agent's own lines (streams, redirects, calls)
+AGENT_LINES_UP_TO = 100  # more agents in a process: their own lines only at warning and above
+REGISTERS_IN_FLIGHT = 512  # REGISTER requests of one process awaiting the master's answer
 
 
 def _id(obj):
@@ -47,19 +61,31 @@ class SyntheticAgent:
         self.tasks: dict[tuple[str, str], dict] = {}   # key -> {"info", "state", "uuid", "timer"}
         self.frameworks: dict[str, dict] = {}
         self.updates = UpdateQueues(*config.update_backoff_s)
-        self.log = structlog.get_logger("mesos_es.agent.synthetic").bind(synthetic=index)
+        self.log = structlog.get_logger(AGENT_LOGGER).bind(synthetic=index)
         self.client = MasterClient(config.masters, self, session, backoff_max_s=config.registration_backoff_max_s,
                                    log=self.log)
         self._wake = asyncio.Event()
+        # How the REGISTER now in flight was sent ("new", "digest", "full"), and how every
+        # accepted one was, for the progress line; when (unix time) the last one was accepted.
+        self.register_kind = "new"
+        self.registrations: Counter = Counter()
+        self.registered_at: float | None = None
 
     # -- handler --------------------------------------------------------------------------------
-    def register_body(self) -> dict:
+    def register_body(self, full: bool = False) -> dict:
+        """REGISTER; a re-registration sends the digest of its non-terminal tasks instead of
+        their list unless `full` (the master answered 412: its view differs)."""
         body = {"protocol": 1, "agent_info": self.agent_info, "executors": [],
-                "frameworks": [self.frameworks[f] for f in sorted(self.frameworks)],
-                "tasks": [{"task_id": {"value": k[1]}, "framework_id": {"value": k[0]},
-                           "agent_id": {"value": self.agent_id}, "name": t["info"].get("name", ""),
-                           "state": t["state"], "resources": t["info"].get("resources") or [],
-                           "status_update_uuid": t["uuid"]} for k, t in self.tasks.items()]}
+                "frameworks": [self.frameworks[f] for f in sorted(self.frameworks)]}
+        if self.agent_id and not full:
+            body["tasks_digest"] = tasks_digest(k for k, t in self.tasks.items() if not T.is_terminal(t["state"]))
+            self.register_kind = "digest"
+        else:
+            body["tasks"] = [{"task_id": {"value": k[1]}, "framework_id": {"value": k[0]},
+                              "agent_id": {"value": self.agent_id}, "name": t["info"].get("name", ""),
+                              "state": t["state"], "resources": t["info"].get("resources") or [],
+                              "status_update_uuid": t["uuid"]} for k, t in self.tasks.items()]
+            self.register_kind = "full" if self.agent_id else "new"
         if self.agent_id:
             body["agent_id"] = {"value": self.agent_id}
         return {"type": "REGISTER", "register": body}
@@ -80,6 +106,8 @@ class SyntheticAgent:
         body = event.get(str(kind).lower()) if isinstance(event.get(str(kind).lower()), dict) else event
         if kind == "REGISTERED":
             self.agent_id = _id(body.get("agent_id")) or self.agent_id
+            self.registrations[self.register_kind] += 1
+            self.registered_at = time.time()
             self.updates.resend_all_now()
             self._wake.set()
         elif kind == "RUN_TASK":
@@ -126,16 +154,21 @@ class SyntheticAgent:
                 self._finish(key, "TASK_ERROR", "the task has no command and no executor", source="SOURCE_AGENT",
                              reason="REASON_TASK_INVALID")
                 continue
-            self._status(key, "TASK_STARTING")
-            self._status(key, "TASK_RUNNING")
             labels = T.labels(info)
             try:
                 duration = float(labels.get(LABEL_DURATION, self.task_duration_s))
                 exit_code = int(labels.get(LABEL_EXIT_CODE, "0"))
             except ValueError:
                 duration, exit_code = self.task_duration_s, 0
+            state = "TASK_FINISHED" if exit_code == 0 else "TASK_FAILED"
+            if labels.get(LABEL_UPDATES) == "minimal":
+                if duration == 0:  # it ends as it starts: its terminal state alone
+                    self._status(key, state, message=f"Command exited with status {exit_code}")
+                    continue
+            else:
+                self._status(key, "TASK_STARTING")
+            self._status(key, "TASK_RUNNING")
             if duration >= 0:
-                state = "TASK_FINISHED" if exit_code == 0 else "TASK_FAILED"
                 loop = asyncio.get_running_loop()
                 self.tasks[key]["timer"] = loop.call_later(
                     duration, self._finish, key, state, f"Command exited with status {exit_code}")
@@ -163,16 +196,27 @@ class SyntheticAgent:
         loop = asyncio.get_running_loop()
         while True:
             self._wake.clear()
+            deadline = None  # unregistered: nothing to send until REGISTERED wakes it
             if self.client.registered.is_set():
                 now = loop.time()
-                for update in self.updates.due(now):
+                due = self.updates.due(now)
+                for update in due:
                     self.updates.sent(update, now)
-                    self.client.spawn(self.client.call({"type": "UPDATE", "update": {
-                        "framework_id": {"value": update.framework_id}, "status": update.status}}))
-            deadline = self.updates.next_deadline()
+                if len(due) == 1:
+                    self.client.spawn(self.client.call({"type": "UPDATE", "update": due[0].to_json_call()}))
+                for i in range(0, len(due) if len(due) > 1 else 0, UPDATES_PER_CALL):  # as a real agent
+                    self.client.spawn(self._send_updates(due[i:i + UPDATES_PER_CALL]))
+                deadline = self.updates.next_deadline()
             timeout = None if deadline is None else max(0.01, deadline - loop.time())
             with contextlib.suppress(asyncio.TimeoutError):
                 await within(self._wake.wait(), timeout)
+
+    async def _send_updates(self, batch) -> None:
+        """One UPDATES call; one UPDATE each to a master that does not know UPDATES (400)."""
+        status = await self.client.call({"type": "UPDATES", "updates": {"updates": [u.to_json_call() for u in batch]}})
+        if status == 400:
+            for update in batch:
+                await self.client.call({"type": "UPDATE", "update": update.to_json_call()})
 
     async def run(self) -> None:
         pump = asyncio.create_task(self._pump())
@@ -189,23 +233,31 @@ class _Sessions:
     """What the agents' MasterClients post with. Many agents in one process must not hit the
     master all at once, as thousands of separate machines would not from one address:
 
-    * calls (UPDATE, PONG, ...; they carry a Mesos-Stream-Id) share a pool of at most
+    * calls (UPDATE, MESSAGE, ...; they carry a Mesos-Stream-Id) share a pool of at most
       CALL_CONNECTIONS keep-alive connections. Unbounded, a burst of updates opens thousands
       of connections at once, overflows the master's listen backlog, and each dropped SYN
-      costs a retransmission of a second or more;
+      costs a retransmission of a second or more. PONGs have a pool of their own
+      (PONG_CONNECTIONS): an UPDATE holds its connection until the master has committed it,
+      and a PONG queued behind thousands of them timed out, so the master marked agents
+      unreachable that thousands of separate machines would have kept alive;
     * REGISTER requests (each then holds its connection as the agent's stream) are at most
       REGISTERS_IN_FLIGHT at a time, until the master answers; 10,000 at once would keep
-      the masters from doing anything else (including holding their Raft leadership)."""
+      the masters from doing anything else (including holding their Raft leadership). Not
+      many fewer: a REGISTER waits for its commit, so this many per commit latency (0.2-0.5 s
+      under load) is the most that can re-register per second after a leader change (64 made
+      5,000 agents take 12 s, with the new leader half idle)."""
 
-    def __init__(self, streams: aiohttp.ClientSession, calls: aiohttp.ClientSession):
-        self.streams, self.calls = streams, calls
+    def __init__(self, streams: aiohttp.ClientSession, calls: aiohttp.ClientSession,
+                 pongs: aiohttp.ClientSession | None = None):
+        self.streams, self.calls, self.pongs = streams, calls, pongs or calls
         self.registering = asyncio.Semaphore(REGISTERS_IN_FLIGHT)
         self.counts: Counter = Counter()  # calls made, by type (REGISTER included)
 
     def post(self, url, **kwargs):
-        self.counts[_call_type(kwargs.get("data"))] += 1
-        if "Mesos-Stream-Id" in (kwargs.get("headers") or {}):
-            return self.calls.post(url, **kwargs)  # used with `async with`
+        kind = _call_type(kwargs.get("data"))
+        self.counts[kind] += 1
+        if "Mesos-Stream-Id" in (kwargs.get("headers") or {}):  # used with `async with`
+            return (self.pongs if kind == "PONG" else self.calls).post(url, **kwargs)
         return self._register(url, kwargs)  # awaited: the response is the stream
 
     async def _register(self, url, kwargs):
@@ -224,16 +276,23 @@ def _call_type(data) -> str:
 
 async def serve_synthetic(config: AgentConfig, count: int, task_duration_s: float, stop: asyncio.Event) -> None:
     log = structlog.get_logger("mesos_es.agent.synthetic")
+    if count > AGENT_LINES_UP_TO:
+        # Thousands of agents log thousands of lines per leader change (stream ended, no
+        # leader yet, redirected, opened), and formatting them took the CPU the masters
+        # needed; the progress line says what matters.
+        logging.getLogger(AGENT_LOGGER).setLevel(max(logging.WARNING, logging.getLogger().level))
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as streams, \
-            aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=min(count, CALL_CONNECTIONS))) as calls:
-        session = _Sessions(streams, calls)
+            aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=min(count, CALL_CONNECTIONS))) as calls, \
+            aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=min(count, PONG_CONNECTIONS))) as pongs:
+        session = _Sessions(streams, calls, pongs)
         agents = [SyntheticAgent(i, config, session, task_duration_s) for i in range(count)]
+        started_at = time.time()
         runners = []
         for agent in agents:
             runners.append(asyncio.create_task(agent.run()))
             await asyncio.sleep(0)  # spread the registrations a little
         log.info("synthetic_agents_started", count=count, resources=res.to_text(config.resources))
-        progress = asyncio.create_task(_report_progress(agents, session.counts, log))
+        progress = asyncio.create_task(_report_progress(agents, session.counts, log, started_at=started_at))
         try:
             await stop.wait()
         finally:
@@ -243,15 +302,32 @@ async def serve_synthetic(config: AgentConfig, count: int, task_duration_s: floa
             await asyncio.gather(progress, *runners, return_exceptions=True)
 
 
+def progress(agents: list[SyntheticAgent], counts: Counter, started_at: float | None = None) -> dict:
+    """What the progress line says: agents registered now; calls made by type; accepted
+    registrations by how they were sent (`new`, by `digest`, `full` task list after a 412);
+    the earliest and latest time (unix seconds) at which a registered agent's current
+    registration was accepted; tasks known (a terminal one is forgotten once its update is
+    acknowledged); status updates not yet acknowledged."""
+    registered = [a for a in agents if a.client.registered.is_set()]
+    times = [a.registered_at for a in registered if a.registered_at is not None]
+    kinds: Counter = Counter()
+    for agent in agents:
+        kinds.update(agent.registrations)
+    return {"registered": len(registered), "count": len(agents), "calls": dict(counts),
+            "registrations": dict(sorted(kinds.items())),
+            "registered_at_min": min(times) if times else None, "registered_at_max": max(times) if times else None,
+            "tasks": sum(len(a.tasks) for a in agents),
+            "pending_updates": sum(len(a.updates) for a in agents), "started_at": started_at}
+
+
 async def _report_progress(agents: list[SyntheticAgent], counts: Counter, log,
-                           every_s: float = PROGRESS_INTERVAL_S) -> None:
-    """Log how many agents are registered and how many calls they made, whenever that
-    changes (at most every `every_s`); `mesos-es bench master` reads these lines."""
+                           every_s: float = PROGRESS_INTERVAL_S, started_at: float | None = None) -> None:
+    """Log `progress()` whenever it changes (at most every `every_s`); `mesos-es bench
+    master` and `bench failover` read these lines."""
     last = None
     while True:
-        registered = sum(1 for a in agents if a.client.registered.is_set())
-        now = (registered, dict(counts))
+        now = progress(agents, counts, started_at)
         if now != last:
-            log.info("synthetic_agents_registered", registered=registered, count=len(agents), calls=now[1])
+            log.info("synthetic_agents_registered", **now)
             last = now
         await asyncio.sleep(every_s)

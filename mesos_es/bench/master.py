@@ -348,10 +348,15 @@ class _Process:
     log: Path
     http: str = ""
     profile: Path | None = None
+    argv: tuple[str, ...] = ()  # the `mesos-es` arguments it was started with (to start it again)
 
 
 @dataclass
 class _Cluster:
+    """Real masters and synthetic agent processes. `settings` needs `work_dir`,
+    `max_entry_bytes`, `master_flags`, `profile_dir` and `agents_per_process` (bench failover
+    passes its own)."""
+
     work: Path
     masters: int
     agents: int
@@ -365,16 +370,16 @@ class _Cluster:
     def http_addresses(self) -> list[str]:
         return [p.http for p in self.master_procs]
 
-    async def _spawn(self, name: str, argv: list[str], profile: Path | None) -> _Process:
+    async def _spawn(self, name: str, argv: list[str], profile: Path | None, append: bool = False) -> _Process:
         log = self.work / f"{name}.log"
         prefix = [sys.executable, "-m", "mesos_es"]
         if profile is not None:
             prefix = [sys.executable, "-m", "mesos_es.bench._profile", "--out", str(profile)]
-        with open(log, "wb") as out:
+        with open(log, "ab" if append else "wb") as out:
             process = await asyncio.create_subprocess_exec(
                 *prefix, *argv, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out,
                 preexec_fn=die_with_parent(signal.SIGKILL))
-        return _Process(name, process, log, profile=profile)
+        return _Process(name, process, log, profile=profile, argv=tuple(argv))
 
     def _profile_path(self, name: str) -> Path | None:
         if self.settings.profile_dir is None:
@@ -543,7 +548,8 @@ class _Cluster:
 
 def _scan_progress(log: Path, offset: int) -> tuple[int, dict | None]:
     """The newest `synthetic_agents_registered` line of an agent process's log after
-    `offset`: {"registered": N, "calls": {type: n}}."""
+    `offset`: {"registered": N, "calls": {type: n}} and the line's other fields
+    (`mesos_es.agent.synthetic.progress`)."""
     found = None
     try:
         with open(log, "rb") as f:
@@ -556,8 +562,12 @@ def _scan_progress(log: Path, offset: int) -> tuple[int, dict | None]:
         if b"synthetic_agents_registered" in line:
             with contextlib.suppress(ValueError, KeyError, TypeError):
                 event = json.loads(line)
-                found = {"registered": int(event["registered"]), "calls": dict(event.get("calls") or {})}
+                found = {**{k: v for k, v in event.items() if k not in _LOG_FIELDS},
+                         "registered": int(event["registered"]), "calls": dict(event.get("calls") or {})}
     return offset + end, found
+
+
+_LOG_FIELDS = frozenset({"event", "level", "logger", "timestamp", "synthetic"})
 
 
 def _tail(path: Path, lines: int = 15) -> str:
