@@ -51,10 +51,11 @@ def test_bench_master_json_quick():
     assert case["baseline_append_p50_ms"] > 0 and case["baseline_appends_per_s"] > 0
     assert case["ratio"] == pytest.approx(case["tasks_per_s"] / case["baseline_appends_per_s"], rel=0.01)
     assert set(case["cores"]) == {"leader", "followers", "agents", "schedulers"}
-    # Every task took two updates and two ACKNOWLEDGEs, counted on both sides; an agent sends
-    # the updates of one ACCEPT's tasks together (UPDATES), one state after the other.
+    # Every task took two updates and two ACKNOWLEDGEs, counted on both sides. An agent sends
+    # the updates that fall due together in one UPDATES call (tasks of several ACCEPTs may share
+    # one), one state after the other: at least two calls, at most one per update.
     updates = case["calls"].get("agent UPDATE", 0) + case["calls"].get("agent UPDATES", 0)
-    assert updates >= 2 * 30 and case["calls"]["scheduler ACKNOWLEDGE"] >= 600
+    assert 2 <= updates <= 600 and case["calls"]["scheduler ACKNOWLEDGE"] >= 600
     assert case["calls"]["scheduler ACCEPT"] == 30  # 10 tasks per ACCEPT
     assert case["calls_per_task"]["scheduler ACKNOWLEDGE"] >= 2
     assert case["leader_appends_per_task"] > 0 and case["baseline_leader_cpu_ms_per_append"] > 0
