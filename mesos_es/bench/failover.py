@@ -84,6 +84,9 @@ DECLINE_CHUNK = 2_000  # offer ids per DECLINE
 ROUND_SETTLE_S = 0.5  # after a round's first offers: the rest of that cycle's OffersMade events
 ROUND_OFFERS_S = 20.0  # a round that gets no offer this long REVIVEs again
 MAX_ROUNDS = 50
+RECONCILE_EVERY_S = 15.0  # tasks whose ACCEPT was answered this long ago and not settled are asked about
+RECONCILE_AFTER_S = 30.0
+RECONCILE_CHUNK = 1_000
 FAILOVER_TIMEOUT_S = 3600.0  # the frameworks': a leader change costs them nothing
 TARGET_AGENTS = 40_000
 TARGET_S = 5.0
@@ -98,6 +101,7 @@ START_TIMEOUT_S = 30.0
 REGISTER_TIMEOUT_S = 60.0  # plus 1 s per 100 agents
 DEFAULT_SEED_BUDGET_S = 1_200.0
 QUICK_SEED_BUDGET_S = 90.0
+SEED_STALL_S = 120.0  # seeding with no task settled this long is abandoned
 QUIET_TIMEOUT_S = 120.0  # agents with nothing left to send after seeding
 FAILOVER_LIMIT_S = 120.0  # plus 1 s per 100 agents
 COLD_START_LIMIT_S = 180.0  # plus 1 s per 100 agents
@@ -262,6 +266,7 @@ def _cannot_run(agents: int, settings: Settings, files: int) -> str | None:
 async def _run_cases(cases: list[tuple[int, int]], settings: Settings, files: int) -> list[dict]:
     rows: list[dict] = []
     rates: dict[int, float] = {}  # completed per agent -> seeded tasks/s of the last case that seeded
+    failed: dict[int, int] = {}  # completed per agent -> the smallest size that failed
     for agents, completed in cases:
         row: dict = {"agents": agents, "active_tasks": agents * ACTIVE_TASKS_PER_AGENT,
                      "completed_per_agent": completed, "completed_tasks": agents * completed,
@@ -270,6 +275,8 @@ async def _run_cases(cases: list[tuple[int, int]], settings: Settings, files: in
         why = _cannot_run(agents, settings, files)
         rate = rates.get(completed)
         seeded = row["active_tasks"] + row["completed_tasks"]
+        if why is None and completed in failed and agents > failed[completed]:
+            why = f"{failed[completed]:,} agents failed (see that case)"
         if why is None and rate and seeded / rate > settings.seed_budget_s:
             why = (f"seeding {seeded:,} tasks would take about {seeded / rate:,.0f} s at the last size's "
                    f"{rate:,.0f} tasks/s, over --seed-budget-s {settings.seed_budget_s:g}")
@@ -291,6 +298,7 @@ async def _run_cases(cases: list[tuple[int, int]], settings: Settings, files: in
         if row.get("seed_tasks_per_s"):
             rates[completed] = row["seed_tasks_per_s"]
         if row["error"]:
+            failed.setdefault(completed, agents)
             _progress(f"{label}: failed: {row['error']}")
         else:
             _progress(f"{label}: election {number(row.get('election_s'), 2)} s, completion "
@@ -302,6 +310,8 @@ async def _run_cases(cases: list[tuple[int, int]], settings: Settings, files: in
 
 class _FailoverCluster(_Cluster):
     """bench master's cluster, plus what a failover needs: kill, restart, memory."""
+
+    bench = "failover"
 
     async def start_agents(self) -> None:
         per = self.settings.agents_per_process
@@ -496,6 +506,8 @@ class _Seeder:
         self.spare: set[str] = set()  # offers of agents already done: declined at the end of the round
         self.rescinded: set[str] = set()
         self.dropped: set[str] = set()  # tasks the master dropped (their offer was gone)
+        self.answered: dict[str, float] = {}  # in-flight task id -> when its ACCEPT was answered
+        self.reconciled = 0  # tasks asked about with RECONCILE
         self.rounds = 0
         self.gave_up = ""
         self.offered = asyncio.Event()  # an offer to use arrived
@@ -520,6 +532,7 @@ class _Seeder:
         self._reader = loop.create_task(self._read())
         for _ in range(ACCEPTS_IN_FLIGHT):
             self.spawn(self._accept_loop())
+        self.spawn(self._reconcile_loop())
         self._control()
 
     def spawn(self, coroutine) -> asyncio.Task:
@@ -552,6 +565,21 @@ class _Seeder:
             spare, self.spare = sorted(self.spare), set()
             await self._decline(spare)
         self.all_launched.set()
+
+    async def _reconcile_loop(self) -> None:
+        """Ask about tasks whose ACCEPT was answered long ago and that have not settled: a
+        TASK_DROPPED the master sent on a stream that a leader change cut is never sent again
+        (a master's own updates carry no uuid); the master answers TASK_LOST for a task it
+        does not know, and the agent gets its tasks again."""
+        while True:
+            await asyncio.sleep(RECONCILE_EVERY_S)
+            limit = time.monotonic() - RECONCILE_AFTER_S
+            stale = sorted(t for t, at in self.answered.items() if at < limit and t in self.inflight)
+            for i in range(0, len(stale), RECONCILE_CHUNK):
+                tasks = [{"task_id": {"value": t}, "agent_id": {"value": self.inflight[t]}}
+                         for t in stale[i:i + RECONCILE_CHUNK] if t in self.inflight]
+                self.reconciled += len(tasks)
+                await self._call("RECONCILE", self.client.reconcile(tasks))
 
     async def _call(self, name: str, coroutine) -> None:
         self.calls[name] += 1
@@ -624,6 +652,10 @@ class _Seeder:
                 if self.inflight.pop(task_id, None) is not None:
                     self.window.give(1)
             return
+        now = time.monotonic()
+        for task_id in ids:
+            if task_id in self.inflight:
+                self.answered[task_id] = now
         if not any(t in self.dropped for t in ids):  # TASK_DROPPED may arrive before the answer
             self.launched.add(agent_id)
 
@@ -635,12 +667,13 @@ class _Seeder:
             self.spawn(self._acknowledge(status, state == self.rest and task_id in self.inflight))
         elif task_id in self.inflight and state in ("TASK_DROPPED", "TASK_ERROR", "TASK_LOST", "TASK_FAILED",
                                                       "TASK_KILLED", "TASK_GONE"):
-            # From the master: the launch failed. A dropped one (its offer was gone) is
-            # launched again on that agent in another round.
+            # From the master: the launch failed. A dropped one (its offer was gone), or one
+            # the master does not know (reconciliation), is launched again in another round.
             agent_id = self.inflight.pop(task_id)
+            self.answered.pop(task_id, None)
             self.window.give(1)
             self.errors[f"{state}: {status.get('message', '')[:80]}"] += 1
-            if state == "TASK_DROPPED":
+            if state == "TASK_DROPPED" or status.get("reason") == "REASON_RECONCILIATION":
                 self.dropped.add(task_id)
                 self.launched.discard(agent_id)
                 self._control()
@@ -656,6 +689,7 @@ class _Seeder:
                 self.errors[f"ACKNOWLEDGE: {type(e).__name__}: {str(e)[:80]}"] += 1
                 return
         if rests and self.inflight.pop(status["task_id"]["value"], None) is not None:
+            self.answered.pop(status["task_id"]["value"], None)
             self.window.give(1)
             self._settle()
 
@@ -699,6 +733,7 @@ async def _seed(cluster: _FailoverCluster, agents: int, completed: int, settings
     deadline = started + settings.seed_budget_s
     cpu0 = _cpu(cluster, cluster.leader)
     term0 = await cluster.max_term()
+    registrations0 = sum(_registrations(cluster).values())
     total = sum(per * agents for _, _, per in plan)
 
     def report() -> str:
@@ -706,14 +741,31 @@ async def _seed(cluster: _FailoverCluster, agents: int, completed: int, settings
         return (f"{settled:,} of {total:,} tasks settled, {len(seeders)} of {len(plan)} frameworks "
                 f"({time.monotonic() - started:.0f} s)")
 
+    progress = {"settled": -1, "at": time.monotonic()}
+
+    async def stalled() -> str:
+        """Why nothing moves: agents re-registering (the leader marked them unreachable, or
+        lost its lead), and leader changes."""
+        again = sum(_registrations(cluster).values()) - registrations0
+        term = await cluster.max_term()
+        elections = f", the Raft term went from {term0} to {term}" if term0 is not None and term else ""
+        return (f"{again:,} agent registrations since seeding began (an agent registers again when the "
+                f"leader marked it unreachable, e.g. its PONGs came too late, or when the leader changed){elections}")
+
     async def until(event: asyncio.Event, what: str) -> None:
         last = time.monotonic()
         while not event.is_set():
             if any(s.gave_up for s in seeders):
                 raise BenchError(f"seeding gave up: {'; '.join(s.gave_up for s in seeders if s.gave_up)}")
+            settled = sum(s.settled for s in seeders)
+            if settled != progress["settled"]:
+                progress.update(settled=settled, at=time.monotonic())
+            elif time.monotonic() - progress["at"] > SEED_STALL_S:
+                raise BenchError(f"seeding stalled: no task settled in {SEED_STALL_S:g} s ({what}): {report()}; "
+                                 + await stalled())
             if time.monotonic() > deadline:
                 raise BenchError(f"seeding did not finish within --seed-budget-s {settings.seed_budget_s:g} "
-                                 f"({what}): {report()}")
+                                 f"({what}): {report()}; " + await stalled())
             cluster._check_alive(cluster.master_procs + cluster.agent_procs)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(event.wait(), 1.0)
@@ -756,6 +808,7 @@ async def _seed(cluster: _FailoverCluster, agents: int, completed: int, settings
         "seed_tasks_per_s": round(total / elapsed, 1) if elapsed > 0 else None,
         "seed_failed_tasks": sum(s.failed for s in seeders),
         "seed_rounds": {s.name: s.rounds for s in seeders},
+        "seed_reconciled_tasks": sum(s.reconciled for s in seeders),
         # leader changes while seeding (Raft terms): a leader too busy to hold its followers
         "seed_elections": term1 - term0 if term0 is not None and term1 is not None else None,
         "seed_calls": dict(calls),
@@ -976,14 +1029,21 @@ def _state_counts(work_dir: Path) -> dict:
     from mesos_es.replay.fold import start
     from mesos_es.replay.sources import ArchiveSource
 
+    started = time.monotonic()
     try:
         with ArchiveSource(work_dir) as source:
             fold = start(source, None)
+            loaded = time.monotonic()
             fold.fold_to(source)
     except (ReplayError, OSError) as e:
         return {"error": str(e)[:200]}
+    done = time.monotonic()
     cluster = fold.state.cluster
     return {
+        # what a restarting master does before it serves: load its newest snapshot (and
+        # rebuild the index), then fold the archive after it; timed here, in this process
+        "snapshot_position": fold.snapshot_position, "snapshot_load_s": round(loaded - started, 2),
+        "tail_events": fold.events, "tail_fold_s": round(done - loaded, 2),
         "position": fold.position, "state_mb": round(len(canonical.canonical_bytes(fold.state)) / 1e6, 1),
         "frameworks": len(cluster.frameworks), "agents": len(cluster.agents),
         "tasks": sum(len(f.tasks) for f in cluster.frameworks.values()),

@@ -215,8 +215,8 @@ def _master_flags(items: list[str]) -> list[str]:
     return out
 
 
-def _progress(message: str) -> None:
-    print(f"bench master: {message}", file=sys.stderr, flush=True)
+def _progress(message: str, bench: str = "master") -> None:
+    print(f"bench {bench}: {message}", file=sys.stderr, flush=True)
 
 
 # -- the cases ---------------------------------------------------------------------------------
@@ -357,6 +357,8 @@ class _Cluster:
     `max_entry_bytes`, `master_flags`, `profile_dir` and `agents_per_process` (bench failover
     passes its own)."""
 
+    bench = "master"  # whose progress lines these are
+
     work: Path
     masters: int
     agents: int
@@ -416,7 +418,7 @@ class _Cluster:
             except BenchError:
                 if attempt == 1:
                     raise
-                _progress("the masters did not start; retrying on other ports")
+                _progress("the masters did not start; retrying on other ports", self.bench)
                 await self._stop(self.master_procs)
                 self.master_procs = []
 
@@ -501,7 +503,7 @@ class _Cluster:
             if total >= self.agents:
                 return
             if time.monotonic() - last_report > 10:
-                _progress(f"{total:,} of {self.agents:,} agents registered")
+                _progress(f"{total:,} of {self.agents:,} agents registered", self.bench)
                 last_report = time.monotonic()
             await asyncio.sleep(0.25)
         raise BenchError(f"only {registered} of {self.agents} agents registered within {timeout:g} s")
@@ -533,7 +535,7 @@ class _Cluster:
             while not done.exists() and time.monotonic() < deadline and proc.process.returncode is None:
                 await asyncio.sleep(0.2)
         if procs:
-            _progress(f"profiles of the {label} phase in {self.settings.profile_dir}")
+            _progress(f"profiles of the {label} phase in {self.settings.profile_dir}", self.bench)
 
     def _profiled(self) -> list[_Process]:
         return [p for p in self.master_procs + self.agent_procs if p.profile is not None]
