@@ -323,6 +323,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_replay_arguments(replay)
     replay.set_defaults(run=run_replay)
 
+    chaos = commands.add_parser("chaos", help="fault injection: a deterministic simulator and real processes (docs/chaos.md)")
+    from chaos.cli import add_arguments as add_chaos_arguments
+
+    add_chaos_arguments(chaos)
+
     version = commands.add_parser("version", help="print the version")
     version.set_defaults(run=lambda _args: print(__version__) or 0)
     return parser
