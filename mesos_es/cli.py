@@ -48,11 +48,11 @@ def master_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                             help="rescind offers unused this long; 0 never (default %(default)s)")
     scheduling.add_argument("--heartbeat-interval-s", type=float, default=15.0,
                             help="HEARTBEAT period on scheduler streams (default %(default)s)")
-    scheduling.add_argument("--agent-ping-timeout-s", type=float, default=5.0,
+    scheduling.add_argument("--agent-ping-timeout-s", type=float, default=15.0,
                             help="PING period and timeout for agents (default %(default)s)")
-    scheduling.add_argument("--max-agent-ping-timeouts", type=int, default=3,
+    scheduling.add_argument("--max-agent-ping-timeouts", type=int, default=5,
                             help="missed pings before an agent is unreachable (default %(default)s)")
-    scheduling.add_argument("--agent-reregister-timeout-s", type=float, default=30.0,
+    scheduling.add_argument("--agent-reregister-timeout-s", type=float, default=75.0,
                             help="after an election, how long known agents have to re-register "
                                  "(default %(default)s)")
     scheduling.add_argument("--revoke-for-quota", action="store_true",

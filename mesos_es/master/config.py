@@ -71,10 +71,17 @@ class MasterConfig:
     allocation_interval_s: float = 1.0
     offer_timeout_s: float = 60.0  # 0: offers never time out
     heartbeat_interval_s: float = 15.0  # scheduler streams
-    agent_ping_timeout_s: float = 5.0
-    max_agent_ping_timeouts: int = 3
-    # How long a new leader waits for known agents to re-register before marking them unreachable.
-    agent_reregister_timeout_s: float = 30.0
+    # Mesos' defaults: an agent is unreachable after 75 s without a sign of life. Shorter
+    # timeouts turn a leader slowed by load into a storm: agents whose PONGs wait in its
+    # queue are marked unreachable, re-register with their task lists, and load it further
+    # (seen with 5 s x 3 in bench failover under a busy machine).
+    agent_ping_timeout_s: float = 15.0
+    max_agent_ping_timeouts: int = 5
+    # How long a new leader waits for known agents to re-register before marking them
+    # unreachable: the steady-state agent timeout, so that a failover never judges agents more
+    # harshly than a quiet leader would (Mesos waits 10 min; our standby already knows every
+    # agent, and agents reconnect within seconds, so 10 min would only hide dead ones).
+    agent_reregister_timeout_s: float = 75.0
     # Revocation: kill tasks of roles above their quota guarantee so that roles below it can
     # reach theirs (off by default: an operator opts in to preemption), after a grace period.
     revoke_for_quota: bool = False
