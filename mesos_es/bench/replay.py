@@ -14,6 +14,12 @@ says how much of the time the appliers take. Sources: `archive` (the work dir), 
 in-process server of the archive endpoint, on 127.0.0.1), `kafka` (tansu on 127.0.0.1, filled
 by the exporter, whose throughput is the `export` row). With `--json`, stdout carries exactly
 one JSON object.
+
+The `digest` case measures the state digest on a big state (`--digest-agents` agents with 10
+tasks each over 5 frameworks, folded from events): the digest after one changed task, which
+is what a standby read pays after an event, beside the sha256 of the whole canonical
+serialization (the digest before it was a hash tree), the full computation of the hash tree
+(a state's first digest after a start), and the digest after 1,000 changed tasks.
 """
 
 from __future__ import annotations
@@ -38,6 +44,11 @@ from mesos_es.bench.table import format_table, number
 
 DEFAULT_EVENTS = 50_000
 QUICK_EVENTS = 5_000
+DEFAULT_DIGEST_AGENTS = 10_000
+QUICK_DIGEST_AGENTS = 1_000
+DIGEST_TASKS_PER_AGENT = 10
+DIGEST_FRAMEWORKS = 5
+DIGEST_SAMPLES = 200
 DEFAULT_REPEAT = 3
 QUICK_REPEAT = 1
 TARGET_EVENTS_PER_S = 100_000
@@ -54,6 +65,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--events", type=int, help=f"events in each history (default {DEFAULT_EVENTS:,})")
     parser.add_argument("--repeat", type=int, metavar="N", help=f"runs per case, median reported (default {DEFAULT_REPEAT})")
     parser.add_argument("--sources", default="archive,http,kafka", help="any of archive,http,kafka (default %(default)s)")
+    parser.add_argument("--mixes", default="cluster,logs", help="any of cluster,logs (default %(default)s)")
+    parser.add_argument("--digest-agents", type=int, metavar="N",
+                        help=f"agents of the digest case's state, {DIGEST_TASKS_PER_AGENT} tasks each; 0 skips it "
+                             f"(default {DEFAULT_DIGEST_AGENTS:,}, --quick {QUICK_DIGEST_AGENTS:,})")
     parser.add_argument("--seed", type=int, default=1, help="seed of the synthetic history (default %(default)s)")
 
 
@@ -107,6 +122,101 @@ def _time(fn, repeat: int) -> tuple[list[float], object]:
         result = fn()
         times.append(time.perf_counter() - started)
     return times, result
+
+
+def _digest_state(agents: int):
+    """A state folded from events: `agents` agents, each with DIGEST_TASKS_PER_AGENT staging
+    tasks over DIGEST_FRAMEWORKS frameworks (task JSON with 10 labels, as bench failover's)."""
+    from mesos_es.core.apply import apply
+    from mesos_es.core.convert import canonical_json, resources_to_proto
+    from mesos_es.core.resources import parse_text
+    from mesos_es.core.state import State
+    from mesos_es.pb import events_pb2 as E
+    from mesos_es.pb import mesos_pb2
+
+    state = State()
+    now = [1_790_000_000_000]
+
+    def fold(**kind) -> None:
+        now[0] += 1
+        apply(state, state.position + 1, E.Event(timestamp_ms=now[0], **kind))
+
+    fold(master_elected=E.MasterElected(leader="127.0.0.1:5050", term=1))
+    total = resources_to_proto(parse_text("cpus:16;mem:32768;disk:100000;ports:[31000-31999]"))
+    agent_ids = [f"agent-{i:06d}" for i in range(agents)]
+    for agent_id in agent_ids:
+        fold(agent_registered=E.AgentRegistered(agent_id=agent_id, agent_info=mesos_pb2.AgentInfo(
+            hostname=f"{agent_id}.example", port=5051, resources=total)))
+    frameworks = [f"framework-{i}" for i in range(DIGEST_FRAMEWORKS)]
+    for framework_id in frameworks:
+        fold(framework_subscribed=E.FrameworkSubscribed(framework_id=framework_id, framework_info=mesos_pb2.FrameworkInfo(
+            user="bench", name=framework_id, roles=["bench"], failover_timeout=3600)))
+    offered = resources_to_proto(parse_text("cpus:1;mem:1024"))
+    used = resources_to_proto(parse_text("cpus:0.1;mem:32"))
+    per_offer = DIGEST_TASKS_PER_AGENT // DIGEST_FRAMEWORKS
+    serial = 0
+    for framework_id in frameworks:
+        offers = [mesos_pb2.Offer(id=f"{framework_id}-{agent_id}", framework_id=framework_id, agent_id=agent_id,
+                                  hostname=f"{agent_id}.example", role="bench", resources=offered)
+                  for agent_id in agent_ids]
+        for i in range(0, len(offers), 1000):  # as the leader: 1,000 offers per event
+            fold(offers_made=E.OffersMade(offers=offers[i:i + 1000]))
+        for offer in offers:
+            tasks = []
+            for _ in range(per_offer):
+                serial += 1
+                task_id = f"task-{serial:08d}"
+                labels = [{"key": f"label-{i}", "value": f"value-{i}"} for i in range(10)]
+                tasks.append(mesos_pb2.TaskInfo(
+                    task_id=task_id, name=task_id, agent_id=offer.agent_id, resources=used,
+                    json=canonical_json({"name": task_id, "task_id": {"value": task_id}, "labels": {"labels": labels},
+                                         "command": {"value": "sleep 3600"}})))
+            fold(offers_accepted=E.OffersAccepted(framework_id=framework_id, offer_ids=[offer.id], refuse_seconds=0,
+                                                  operations=[E.Operation(type="LAUNCH", task_infos=tasks)]))
+    return state, fold
+
+
+def _digest_case(agents: int) -> dict:
+    """The digest of a big state: after one changed task (median and worst of
+    DIGEST_SAMPLES), after 1,000, in full, and the whole serialization's sha256 (the baseline)."""
+    from mesos_es.core import digest as canonical
+    from mesos_es.pb import events_pb2 as E
+    from mesos_es.pb import mesos_pb2
+
+    built = time.perf_counter()
+    state, fold = _digest_state(agents)
+    print(f"digest: a state of {agents:,} agents folded in {time.perf_counter() - built:.1f} s", file=sys.stderr)
+    whole = canonical.canonical_bytes(state)
+    tasks = [(f.id, t.info.task_id, t.info.agent_id) for f in state.cluster.frameworks.values() for t in f.tasks.values()]
+    tasks.sort()
+
+    def run(framework_id: str, task_id: str, agent_id: str) -> None:
+        status = mesos_pb2.TaskStatus(task_id=task_id, state=mesos_pb2.TASK_RUNNING, source="SOURCE_EXECUTOR",
+                                      uuid=task_id.encode().rjust(16, b"-")[-16:], agent_id=agent_id)
+        fold(task_status_updated=E.TaskStatusUpdated(framework_id=framework_id, status=status))
+
+    gc.collect()
+    baseline_s = statistics.median(_time(lambda: hashlib.sha256(canonical.canonical_bytes(state)).hexdigest(), 3)[0])
+    full_s = statistics.median(_time(lambda: canonical.full_digest(state), 3)[0])
+    first_s = _time(lambda: canonical.digest(state), 1)[0][0]
+    one = []
+    for key in tasks[:DIGEST_SAMPLES]:
+        run(*key)
+        started = time.perf_counter()
+        value = canonical.digest(state)
+        one.append(time.perf_counter() - started)
+    if value != canonical.full_digest(state):
+        raise BenchError("the incremental digest differs from the full computation")
+    for key in tasks[DIGEST_SAMPLES:DIGEST_SAMPLES + 1000]:
+        run(*key)
+    thousand_s = _time(lambda: canonical.digest(state), 1)[0][0]
+    one_s = statistics.median(one)
+    return {
+        "agents": agents, "tasks": len(tasks), "state_mb": round(len(whole) / 1e6, 1),
+        "one_task_ms": round(one_s * 1000, 3), "one_task_max_ms": round(max(one) * 1000, 3),
+        "thousand_tasks_ms": round(thousand_s * 1000, 1), "full_s": round(full_s, 3), "first_s": round(first_s, 3),
+        "baseline_s": round(baseline_s, 3), "ratio": round(baseline_s / one_s),
+    }
 
 
 class _HttpServer:
@@ -233,9 +343,13 @@ def run(args: argparse.Namespace) -> int:
     count = args.events or (QUICK_EVENTS if args.quick else DEFAULT_EVENTS)
     repeat = args.repeat if args.repeat is not None else (QUICK_REPEAT if args.quick else DEFAULT_REPEAT)
     sources = [s.strip() for s in args.sources.split(",") if s.strip()]
-    if not 100 <= count <= 10_000_000 or not 1 <= repeat <= 100 or not set(sources) <= {"archive", "http", "kafka"}:
+    mixes = [m.strip() for m in args.mixes.split(",") if m.strip()]
+    digest_agents = args.digest_agents if args.digest_agents is not None else (
+        QUICK_DIGEST_AGENTS if args.quick else DEFAULT_DIGEST_AGENTS)
+    if (not 100 <= count <= 10_000_000 or not 1 <= repeat <= 100 or not set(sources) <= {"archive", "http", "kafka"}
+            or not set(mixes) <= {"cluster", "logs"} or not 0 <= digest_agents <= 1_000_000):
         print("mesos-es bench replay: --events in [100, 10000000], --repeat in [1, 100], --sources of "
-              "archive,http,kafka", file=sys.stderr)
+              "archive,http,kafka, --mixes of cluster,logs, --digest-agents in [0, 1000000]", file=sys.stderr)
         return 2
     from mesos_es import logconfig
 
@@ -259,7 +373,9 @@ def run(args: argparse.Namespace) -> int:
                 broker = Broker(port).start()
         rows = []
         with tempfile.TemporaryDirectory(prefix="mesos-es-bench-replay-") as tmp:
-            for mix in ("cluster", "logs"):
+            for mix in mixes:
+                if not sources:
+                    break
                 built = time.perf_counter()
                 events = _history(count, mix, args.seed)
                 directory = Path(tmp) / mix
@@ -268,6 +384,7 @@ def run(args: argparse.Namespace) -> int:
                 for source in sources:
                     rows.append(_case(source, mix, events, directory, repeat, broker))
                 del events
+        digest = _digest_case(digest_agents) if digest_agents else None
     except BenchError as e:
         print(f"mesos-es bench replay: {e}", file=sys.stderr)
         return 1
@@ -277,7 +394,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if broker is not None:
             broker.stop()
-    report = _report(rows, args.seed, time.monotonic() - started)
+    report = _report(rows, digest, args.seed, time.monotonic() - started)
     if args.json:
         sys.stdout.write(json.dumps(report) + "\n")
     else:
@@ -286,7 +403,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report(rows: list[dict], seed: int, elapsed: float) -> dict:
+def _report(rows: list[dict], digest: dict | None, seed: int, elapsed: float) -> dict:
     archive = {r["mix"]: r for r in rows if r["source"] == "archive"}
     export = next((r for r in rows if r["source"] == "kafka" and r["mix"] == "cluster"), None)
     return {
@@ -298,6 +415,7 @@ def _report(rows: list[dict], seed: int, elapsed: float) -> dict:
                     r["events_per_s"] >= TARGET_EVENTS_PER_S for mix, r in archive.items()},
         "seed": seed,
         "cases": rows,
+        "digest": digest,
         "elapsed_s": round(elapsed, 1),
         "machine": {
             "cpus": os.cpu_count(),
@@ -320,6 +438,19 @@ def _render(report: dict) -> str:
         format_table(headers, rows, right=[False, False, True, True, True, True, True]),
         "",
     ]
+    digest = report["digest"]
+    if digest:
+        lines += [
+            (f"digest of a state of {number(digest['agents'])} agents and {number(digest['tasks'])} tasks "
+             f"({digest['state_mb']:g} MB): after one changed task (median of {DIGEST_SAMPLES}); baseline = the sha256 "
+             "of the whole canonical serialization"),
+            "",
+            format_table(["1 task ms", "worst ms", "1,000 tasks ms", "full s", "baseline s", "baseline / 1 task"],
+                         [[f"{digest['one_task_ms']:.3f}", f"{digest['one_task_max_ms']:.3f}",
+                           f"{digest['thousand_tasks_ms']:.1f}", f"{digest['full_s']:.3f}", f"{digest['baseline_s']:.3f}",
+                           f"{number(digest['ratio'])}x"]], right=[True] * 6),
+            "",
+        ]
     for name, met in report["targets"].items():
         mix = name.rsplit("_", 1)[-1]
         lines.append(f"target: fold >= {TARGET_EVENTS_PER_S:,} events/s from the archive ({mix} mix): "

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from mesos_es.core import cluster, logs
+from mesos_es.core import cluster, digest, logs
 from mesos_es.core.outcomes import Ignored, Outcome, Rejected
 from mesos_es.core.state import State
 from mesos_es.pb import events_pb2
@@ -41,7 +41,11 @@ def apply(state: State, position: int, event: events_pb2.Event) -> Outcome:
         # Every replica runs the same code on the same event and fails the same way, so
         # recording the failure keeps them identical; raising would wedge all of them.
         outcome = Rejected(f"applier for {kind} failed: {type(e).__name__}: {e}")
+        # It may have changed parts it had not yet marked: the next digest starts afresh.
+        state.digest_tree = None
     state.position = position
+    if not position % digest.CHANGES_CHECK_EVERY:
+        digest.forget_useless_changes(state)
     return outcome
 
 

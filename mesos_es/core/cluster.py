@@ -1,11 +1,11 @@
 """The master's cluster state: one applier per master event, and a derived index.
 
 `state.cluster` is a protobuf message (frameworks, agents, offers, tasks, roles, filters)
-that the appliers mutate in place; its deterministic serialization is what the digest
-hashes. `ClusterIndex` holds sums the appliers would otherwise recompute (what each agent
-has in use or on offer, what each framework holds per role); it is never serialized and
-`ClusterIndex.rebuild` recomputes it from the message, which the property tests compare
-with the incrementally maintained one.
+that the appliers mutate in place, naming each part they change in `state.changes` (the
+digest hashes again only those: core/digest.py). `ClusterIndex` holds sums the appliers
+would otherwise recompute (what each agent has in use or on offer, what each framework holds
+per role); it is never serialized and `ClusterIndex.rebuild` recomputes it from the message,
+which the property tests compare with the incrementally maintained one.
 
 Rules (see mesos_es/core/apply.py): no clock but `event.timestamp_ms`, no randomness, ids
 come from the event, and a stale or conflicting event is a deterministic `Rejected`.
@@ -186,6 +186,7 @@ def _remove_offer(state, offer_id: str) -> mesos_pb2.Offer | None:
     offer.CopyFrom(cluster.offers[offer_id])
     del cluster.offers[offer_id]
     state.index.release_offer(offer)
+    state.changes.offers.add(offer_id)
     return offer
 
 
@@ -199,10 +200,17 @@ def _rescind_where(state, predicate) -> list[fx.Effect]:
     return out
 
 
-def _set_filters(cluster: state_pb2.Cluster, filters: list[state_pb2.Filter]) -> None:
-    filters.sort(key=_filter_key)
-    del cluster.filters[:]
-    cluster.filters.extend(filters)
+def _drop_filters(state, dropped) -> None:
+    """Remove the filters for which `dropped(filter)` is true (the rest stay in order)."""
+    cluster, kept = state.cluster, []
+    for f in cluster.filters:
+        if dropped(f):
+            state.changes.filters.add((f.framework_id, f.agent_id))
+        else:
+            kept.append(f)
+    if len(kept) != len(cluster.filters):
+        del cluster.filters[:]
+        cluster.filters.extend(kept)
 
 
 def _add_filter(state, framework_id: str, agent_id: str, resources: Resources, refuse_seconds: float,
@@ -212,12 +220,13 @@ def _add_filter(state, framework_id: str, agent_id: str, resources: Resources, r
         return
     filters = state.cluster.filters
     if any(f.expires_ms <= ts_ms for f in filters):  # expired ones go on the way
-        _set_filters(state.cluster, [f for f in filters if f.expires_ms > ts_ms])
+        _drop_filters(state, lambda f: f.expires_ms <= ts_ms)
     new = state_pb2.Filter(framework_id=framework_id, agent_id=agent_id, expires_ms=ts_ms + int(refuse * 1000),
                            resources=resources_to_proto(resources))
     # Into its place in the documented order, without rebuilding the list.
     at = bisect.bisect_right(filters, (framework_id, agent_id, new.expires_ms), key=_filter_key)
     filters.insert(at, new)
+    state.changes.filters.add((framework_id, agent_id))
 
 
 def _filter_key(f: state_pb2.Filter) -> tuple[str, str, int]:
@@ -239,11 +248,14 @@ def _finish_task(state, framework: state_pb2.Framework, task_id: str) -> None:
     framework.completed_tasks.append(completed)
     if len(framework.completed_tasks) > COMPLETED_TASKS_KEPT:
         del framework.completed_tasks[: len(framework.completed_tasks) - COMPLETED_TASKS_KEPT]
+    state.changes.tasks.add((framework.id, task_id))
+    state.changes.frameworks.add(framework.id)
 
 
 def _transition(state, framework: state_pb2.Framework, task: state_pb2.Task, status: mesos_pb2.TaskStatus,
                 track_ack: bool) -> None:
     """Record a new status; release resources on a terminal state."""
+    state.changes.tasks.add((framework.id, task.info.task_id))
     task.state = status.state
     task.latest_status.CopyFrom(status)
     if track_ack and status.uuid:
@@ -275,6 +287,7 @@ def _lose_agent_tasks(state, agent_id: str, ts_ms: int, unreachable: bool, messa
         if new_state == S.TASK_UNREACHABLE:
             task.state = new_state
             task.latest_status.CopyFrom(status)
+            state.changes.tasks.add((framework_id, task_id))
         else:
             _transition(state, framework, task, status, track_ack=False)
         effects.append(fx.ForwardUpdate(framework_id, status))
@@ -289,6 +302,7 @@ def apply_master_elected(state, position: int, event: events_pb2.Event) -> Outco
     e = event.master_elected
     cluster = state.cluster
     cluster.leader, cluster.leader_term, cluster.leader_since_ms = e.leader, e.term, event.timestamp_ms
+    state.changes.cluster = True
     # The previous leader's streams are gone: frameworks must re-subscribe (their failover
     # timeouts run from here), and the offers it made are void.
     for framework_id in sorted(cluster.frameworks):
@@ -296,6 +310,7 @@ def apply_master_elected(state, position: int, event: events_pb2.Event) -> Outco
         if framework.connected:
             framework.connected = False
             framework.disconnected_at_ms = event.timestamp_ms
+            state.changes.frameworks.add(framework_id)
     effects = _rescind_where(state, lambda offer: True)
     return Applied(tuple(effects), note=f"{len(effects)} offers rescinded")
 
@@ -321,6 +336,7 @@ def apply_framework_subscribed(state, position: int, event: events_pb2.Event) ->
     framework.info.CopyFrom(e.framework_info)
     framework.connected = True
     framework.disconnected_at_ms = 0
+    state.changes.frameworks.add(e.framework_id)
     kept_roles = set(framework.info.roles)
     suppressed = [r for r in framework.suppressed_roles if r in kept_roles]
     del framework.suppressed_roles[:]
@@ -341,6 +357,7 @@ def apply_framework_updated(state, position: int, event: events_pb2.Event) -> Ou
     effects = _rescind_where(state, lambda o: o.framework_id == e.framework_id and (
         o.role not in roles or not revocable_ok and any(r.HasField("revocable") for r in o.resources)))
     framework.info.CopyFrom(e.framework_info)
+    state.changes.frameworks.add(e.framework_id)
     suppressed = [r for r in framework.suppressed_roles if r in roles]
     del framework.suppressed_roles[:]
     framework.suppressed_roles.extend(suppressed)
@@ -357,6 +374,7 @@ def apply_framework_disconnected(state, position: int, event: events_pb2.Event) 
         return Rejected("framework is not connected")
     framework.connected = False
     framework.disconnected_at_ms = event.timestamp_ms
+    state.changes.frameworks.add(framework.id)
     effects = _rescind_where(state, lambda offer: offer.framework_id == framework.id)
     return Applied(tuple(effects))
 
@@ -380,10 +398,13 @@ def apply_framework_removed(state, position: int, event: events_pb2.Event) -> Ou
             agents.add(task.info.agent_id)
     effects.extend(fx.ShutdownFramework(agent_id, e.framework_id) for agent_id in sorted(agents))
     effects.append(fx.FrameworkGone(e.framework_id, f"framework removed: {e.reason}"))
+    state.changes.tasks.update((e.framework_id, task_id) for task_id in framework.tasks)
+    state.changes.frameworks.add(e.framework_id)
     del cluster.frameworks[e.framework_id]
     state.index.allocated.pop(e.framework_id, None)
-    _set_filters(cluster, [f for f in cluster.filters if f.framework_id != e.framework_id])
+    _drop_filters(state, lambda f: f.framework_id == e.framework_id)
     _push_bounded(cluster.removed_frameworks, e.framework_id, REMOVED_IDS_KEPT)
+    state.changes.cluster = True
     return Applied(tuple(effects))
 
 
@@ -401,6 +422,7 @@ def apply_framework_suppressed(state, position: int, event: events_pb2.Event) ->
     roles = set(framework.suppressed_roles) | (_roles_or_all(framework, e.roles) & set(framework.info.roles))
     del framework.suppressed_roles[:]
     framework.suppressed_roles.extend(sorted(roles))
+    state.changes.frameworks.add(e.framework_id)
     return Applied()
 
 
@@ -415,7 +437,8 @@ def apply_framework_revived(state, position: int, event: events_pb2.Event) -> Ou
     roles = set(framework.suppressed_roles) - _roles_or_all(framework, e.roles)
     del framework.suppressed_roles[:]
     framework.suppressed_roles.extend(sorted(roles))
-    _set_filters(cluster, [f for f in cluster.filters if f.framework_id != e.framework_id])
+    state.changes.frameworks.add(e.framework_id)
+    _drop_filters(state, lambda f: f.framework_id == e.framework_id)
     return Applied()
 
 
@@ -435,6 +458,7 @@ def apply_agent_registered(state, position: int, event: events_pb2.Event) -> Out
     agent.reachable = True
     agent.registered_at_ms = event.timestamp_ms
     state.index.agent_total[e.agent_id] = total
+    state.changes.agents.add(e.agent_id)
     return Applied()
 
 
@@ -496,6 +520,7 @@ def apply_agent_reregistered(state, position: int, event: events_pb2.Event) -> O
     agent.reachable = True
     agent.unreachable_at_ms = 0
     index.agent_total[e.agent_id] = new_total
+    state.changes.agents.add(e.agent_id)
 
     known = set(index.agent_tasks.get(e.agent_id, ()))
     if e.tasks_unchanged:  # the agent runs exactly what the master knows: nothing to reconcile
@@ -518,6 +543,7 @@ def apply_agent_reregistered(state, position: int, event: events_pb2.Event) -> O
             else:
                 task.state = now
                 task.latest_status.CopyFrom(status)
+                state.changes.tasks.add(key)
             effects.append(fx.ForwardUpdate(framework_id, status))
     for framework_id, task_id in sorted(known - set(reported)):
         framework = cluster.frameworks[framework_id]
@@ -545,6 +571,7 @@ def apply_agent_marked_unreachable(state, position: int, event: events_pb2.Event
         return Rejected("agent is already unreachable")
     agent.reachable = False
     agent.unreachable_at_ms = event.timestamp_ms
+    state.changes.agents.add(e.agent_id)
     effects = _rescind_where(state, lambda offer: offer.agent_id == e.agent_id)
     effects += _lose_agent_tasks(state, e.agent_id, event.timestamp_ms, unreachable=True,
                                  message=e.reason or "agent unreachable")
@@ -572,6 +599,8 @@ def apply_agent_removed(state, position: int, event: events_pb2.Event) -> Outcom
     state.index.agent_revocable.pop(e.agent_id, None)
     state.index.agent_tasks.pop(e.agent_id, None)
     _push_bounded(cluster.removed_agents, e.agent_id, REMOVED_IDS_KEPT)
+    state.changes.agents.add(e.agent_id)
+    state.changes.cluster = True
     return Applied(tuple(effects))
 
 
@@ -600,6 +629,7 @@ def apply_offers_made(state, position: int, event: events_pb2.Event) -> Outcome:
         stored.CopyFrom(offer)
         stored.offered_at_ms = event.timestamp_ms
         index.hold_offer(offer, resources)
+        state.changes.offers.add(offer.id)
         sent[offer.framework_id].append(offer.id)
     effects = tuple(fx.SendOffers(fid, tuple(ids)) for fid, ids in sorted(sent.items()))
     return Applied(effects, note=f"{stale} stale offers dropped" if stale else "")
@@ -717,6 +747,7 @@ def apply_offers_accepted(state, position: int, event: events_pb2.Event) -> Outc
                 task.role = role
                 task.state = S.TASK_STAGING
                 task.launched_at_ms = ts
+                state.changes.tasks.add((e.framework_id, t.task_id))
                 task.latest_status.CopyFrom(_master_status(t.task_id, agent_id, S.TASK_STAGING, "", "", ts,
                                                            t.executor_id))
                 index.hold_task(e.framework_id, t.task_id, agent_id, role, resources)
@@ -741,6 +772,7 @@ def apply_offers_accepted(state, position: int, event: events_pb2.Event) -> Outc
             pool, index.agent_total[agent_id] = new_pool, new_total
             cluster.agents[agent_id].info.ClearField("resources")
             cluster.agents[agent_id].info.resources.extend(resources_to_proto(index.agent_total[agent_id]))
+            state.changes.agents.add(agent_id)
     _add_filter(state, e.framework_id, agent_id, pool, DEFAULT_REFUSE_SECONDS if e.refuse_seconds < 0
                 else e.refuse_seconds, ts)
     return Applied(tuple(effects))
@@ -808,6 +840,7 @@ def apply_status_update_acknowledged(state, position: int, event: events_pb2.Eve
     kept = [u for u in task.unacknowledged if u.uuid != e.uuid]
     del task.unacknowledged[:]
     task.unacknowledged.extend(kept)
+    state.changes.tasks.add((e.framework_id, e.task_id))
     agent_id = e.agent_id or task.info.agent_id
     if task.state in TERMINAL_STATES and not task.unacknowledged:
         _finish_task(state, framework, e.task_id)
@@ -863,6 +896,7 @@ def apply_quota_updated(state, position: int, event: events_pb2.Event) -> Outcom
         role.ClearField("quota_limits")
         role.quota_guarantees.extend(config.guarantees)
         role.quota_limits.extend(config.limits)
+        state.changes.roles.add(config.role)
     return Applied()
 
 
@@ -876,6 +910,7 @@ def apply_weights_updated(state, position: int, event: events_pb2.Event) -> Outc
         role = state.cluster.roles[w.role]
         role.name = w.role
         role.weight = w.weight
+        state.changes.roles.add(w.role)
     return Applied()
 
 
@@ -905,6 +940,7 @@ def _reservation_change(state, agent_id: str, resources, reserve: bool) -> Outco
         return Rejected(str(e))
     agent.info.ClearField("resources")
     agent.info.resources.extend(resources_to_proto(index.agent_total[agent_id]))
+    state.changes.agents.add(agent_id)
     return Applied()
 
 
@@ -943,6 +979,7 @@ def apply_oversubscribed_resources_updated(state, position: int, event: events_p
                              and any(r.HasField("revocable") for r in offer.resources))
     del agent.oversubscribed[:]
     agent.oversubscribed.extend(resources_to_proto(estimate))
+    state.changes.agents.add(e.agent_id)
     if estimate:
         index.agent_revocable[e.agent_id] = estimate
     else:
@@ -970,6 +1007,7 @@ def apply_resources_revoked(state, position: int, event: events_pb2.Event) -> Ou
             skipped += 1
             continue
         task.revoked_at_ms = event.timestamp_ms
+        state.changes.tasks.add((revoked.framework_id, revoked.task_id))
         effects.append(fx.KillTask(task.info.agent_id, revoked.framework_id, revoked.task_id, policy))
     return Applied(tuple(effects), note=f"{skipped} tasks skipped" if skipped else "")
 

@@ -73,6 +73,7 @@ def apply_log_entry_appended(state: State, position: int, envelope: events_pb2.E
     if key and key in log.recent_keys:
         return Appended(log=log.name, position=log.recent_keys[key], duplicate=True)
     log.log_positions.append(position)
+    state.changes.logs.add(log.name)
     if key:
         log.recent_keys[key] = log.ending
         if len(log.recent_keys) > MAX_RECENT_KEYS:
@@ -90,6 +91,7 @@ def apply_log_truncated(state: State, position: int, envelope: events_pb2.Event)
     to = min(max(event.to, log.beginning), log.ending + 1)
     del log.log_positions[: to - log.beginning]
     log.beginning = to
+    state.changes.logs.add(log.name)
     return Truncated(log=log.name, beginning=log.beginning, ending=log.ending)
 
 

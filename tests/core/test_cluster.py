@@ -37,7 +37,8 @@ def dynamic(text: str, role: str, principal: str = "ops") -> list[pb.Resource]:
 
 
 class World:
-    """A State and a clock; `apply` stamps and folds one event, checking the index each time."""
+    """A State and a clock; `apply` stamps and folds one event, checking the index and the
+    incremental digest each time."""
 
     def __init__(self):
         self.state = State()
@@ -53,6 +54,7 @@ class World:
         outcome = apply(self.state, self.state.position + 1, ev.Event(timestamp_ms=self.now_ms, **{name: body}))
         assert not (isinstance(outcome, Rejected) and outcome.reason.startswith("applier for")), outcome
         assert ClusterIndex.rebuild(self.cluster).snapshot() == self.state.index.snapshot()
+        assert digest.digest(self.state) == digest.full_digest(self.state), f"{name} changed a part without marking it"
         return outcome
 
     def rejects(self, **kind) -> Rejected:

@@ -9,9 +9,11 @@ used twice and never more allocated than an agent has; reservations neither make
 resources; the incrementally kept `ClusterIndex` equals one rebuilt from the message;
 terminal tasks hold nothing; every offer's framework is connected and subscribed to its
 role, its agent reachable, at most one offer per (framework, agent); live tasks on an
-unreachable agent are TASK_UNREACHABLE. At teardown the recorded events, replayed from
-scratch into a fresh `State`, give the same digest and the same outcomes and effects, and a
-snapshot round trip keeps the digest (a rule also continues from a snapshot mid-run).
+unreachable agent are TASK_UNREACHABLE. After every event, too, the incremental digest
+equals a full computation of it (a part changed without being marked in `state.changes`
+would not) and survives a snapshot round trip. At teardown the recorded events, replayed
+from scratch into a fresh `State`, give the same digest and the same outcomes and effects,
+and a snapshot round trip keeps the digest (a rule also continues from a snapshot mid-run).
 
 CI runs it derandomized (tests/conftest.py); `--hypothesis-show-statistics` shows which events
 ran and how they ended. A bug it finds gets a focused regression test in test_cluster.py.
@@ -201,6 +203,7 @@ class ClusterMachine(RuleBasedStateMachine):
             assert self.state.index.snapshot() == index_before
         self.check_transitions(name, tasks_before)
         self.check_effects(name, outcome)
+        self.check_digest(name)
         if name in ("agent_registered", "agent_reregistered") and isinstance(outcome, Applied):
             agent_id = body.agent_id
             self.capacity[agent_id] = without_dynamic_reservations(
@@ -226,6 +229,14 @@ class ClusterMachine(RuleBasedStateMachine):
             done = [t for t in framework.completed_tasks if t.info.task_id == task_id]
             assert done and done[-1].state in TERMINAL_STATES, f"{key} vanished by {kind}"
             assert legal(before[key], done[-1].state, kind)
+
+    def check_digest(self, kind: str) -> None:
+        """After every event: the incremental digest equals the same definition computed from
+        scratch (an applier changed a part it did not name in `state.changes` otherwise), and a
+        snapshot round trip keeps it."""
+        incremental = digest.digest(self.state)
+        assert incremental == digest.full_digest(self.state), f"{kind} changed a part without marking it"
+        assert digest.digest(digest.from_proto(digest.to_proto(self.state))) == incremental
 
     def check_effects(self, kind: str, outcome) -> None:
         if not isinstance(outcome, Applied):
