@@ -64,6 +64,9 @@ def master_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                             choices=["redirect", "proxy"], default="redirect",
                             help="on a master that does not lead: redirect schedulers to the leader (307, "
                                  "as Mesos) or proxy their calls and streams to it (default %(default)s)")
+    scheduling.add_argument("--leader-hold-timeout-s", type=float, default=5.0,
+                            help="how long an agent or scheduler call that arrives while no leader is known "
+                                 "waits for one before it is answered 503; 0 answers at once (default %(default)s)")
     export = parser.add_argument_group("export")
     export.add_argument("--kafka", metavar="HOST:PORT[,HOST:PORT]",
                         help="export every committed event to Kafka while leading (default: no export)")
@@ -119,6 +122,7 @@ def master_config(args: argparse.Namespace):
         kafka=args.kafka or None,
         kafka_topic=args.kafka_topic,
         scheduler_api=args.scheduler_api,
+        leader_hold_timeout_s=args.leader_hold_timeout_s,
     )
 
 

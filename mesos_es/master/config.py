@@ -92,6 +92,10 @@ class MasterConfig:
     # What a master that does not lead does with the v1 scheduler API: "redirect" (307 to
     # the leader, as Mesos) or "proxy" (pass it through to the leader).
     scheduler_api: str = "redirect"
+    # Nomad's rpc_hold_timeout: an agent or scheduler call that arrives while no leader is
+    # known (an election, or the new leader committing MasterElected) waits this long for one
+    # before it is answered 503; 0 answers at once.
+    leader_hold_timeout_s: float = 5.0
 
     def http_address_of(self, raft_address: str | None) -> str | None:
         """The HTTP address of the master with this Raft address, if it is one we know."""

@@ -64,6 +64,9 @@ class Leader:
         self._tasks: list[asyncio.Task] = []
         self._watcher: asyncio.Task | None = None
         self._allocate_now = asyncio.Event()
+        # Set while this master leads (MasterElected applied) or knows another leader: what
+        # calls held by `hold_for_leader` (mesos_es/master/http/common.py) wait for.
+        self.leader_known = asyncio.Event()
         master.replica.listeners.append(self.on_applied)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -86,6 +89,10 @@ class Leader:
                 await self._become_leader(status.term)
             elif status.role is not Role.LEADER and (self.active or self._tasks):
                 await self._step_down()
+            if self.active or self.master.leader() not in (None, self.config.address):
+                self.leader_known.set()
+            else:
+                self.leader_known.clear()
             await asyncio.sleep(WATCH_INTERVAL_S)
 
     async def _become_leader(self, term: int) -> None:

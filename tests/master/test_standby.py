@@ -163,3 +163,36 @@ async def test_after_a_leader_change_an_agent_re_registers_with_its_digest_or_it
         assert state.agents[agent_id].reachable
         assert state.frameworks[framework_id].tasks["t1"].state == mesos_pb2.TASK_RUNNING
     await agent.close()
+
+
+@pytest.mark.parametrize("hold_s", [5.0, 0.0])
+async def test_calls_that_arrive_during_an_election_wait_for_the_new_leader(tmp_path, hold_s):
+    """Held (Nomad's rpc_hold_timeout), an agent's REGISTER and a scheduler's SUBSCRIBE made
+    while no leader is known are redirected the moment one is; with the hold off they get
+    503 at once (and their clients back off)."""
+    masters = await InProcessMasters(tmp_path, count=3, leader_hold_timeout_s=hold_s, **FAST).start()
+    try:
+        register = {"type": "REGISTER", "register": {"agent_info": {"hostname": "a1", "resources": RESOURCES}}}
+        subscribe = {"type": "SUBSCRIBE", "subscribe": {"framework_info": {"user": "u", "name": "held"}}}
+        loop = asyncio.get_running_loop()
+        async with aiohttp.ClientSession() as http:
+            async def call(path: str, body: dict):
+                started = loop.time()
+                async with http.post(masters.url(1, path), data=orjson.dumps(body), allow_redirects=False,
+                                     headers={"Content-Type": "application/json"}) as r:
+                    return r.status, r.headers.get("Location"), loop.time() - started
+
+            calls = [asyncio.ensure_future(call("/api/v1/agent", register)),
+                     asyncio.ensure_future(call("/api/v1/scheduler", subscribe))]
+            await asyncio.sleep(0.5)  # no leader yet: the calls wait (or were answered)
+            masters.elect(0)
+            answers = await asyncio.gather(*calls)
+        for status, location, took in answers:
+            if hold_s:
+                assert (status, location) in ((307, f"//{masters.addresses[0]}/api/v1/agent"),
+                                              (307, f"//{masters.addresses[0]}/api/v1/scheduler"))
+                assert 0.5 <= took < 3.0
+            else:
+                assert status == 503 and took < 0.5
+    finally:
+        await masters.stop()

@@ -24,7 +24,7 @@ from mesos_es.core.convert import (
     task_status_to_json,
 )
 from mesos_es.core.outcomes import Rejected
-from mesos_es.master.http.common import MASTER, http_error, propose, to_leader
+from mesos_es.master.http.common import MASTER, hold_for_leader, http_error, propose, to_leader
 from mesos_es.master.http.scheduler import (
     accepted,
     bad_request,
@@ -46,6 +46,7 @@ async def agent_api(request: web.Request) -> web.StreamResponse:
     master = request.app[MASTER]
     call = await read_call(request)
     leader = master.leader_shell
+    await hold_for_leader(request)
     if not leader.is_leading():
         raise to_leader(request, PATH)
     try:

@@ -7,7 +7,7 @@ from aiohttp import web
 
 from mesos_es.master.context import MasterContext
 from mesos_es.master.http import agents, archive, logs, operator, proxy, scheduler, system
-from mesos_es.master.http.common import MASTER, json_response
+from mesos_es.master.http.common import MASTER, hold_for_leader, json_response
 
 log = structlog.get_logger(__name__)
 
@@ -39,10 +39,15 @@ async def scheduler_api_proxy(request: web.Request, handler) -> web.StreamRespon
     """`--scheduler_api=proxy`: a master that does not lead passes the scheduler API through
     to the leader instead of redirecting (see proxy.py)."""
     master = request.app[MASTER]
-    if (request.path == scheduler.PATH and master.config.scheduler_api == "proxy"
-            and not (master.leader_shell is not None and master.leader_shell.is_leading())):
-        return await proxy.forward(request)
-    return await handler(request)
+    if request.path != scheduler.PATH or master.config.scheduler_api != "proxy":
+        return await handler(request)
+    if not _leading(master):
+        await hold_for_leader(request)
+    return await (handler(request) if _leading(master) else proxy.forward(request))
+
+
+def _leading(master) -> bool:
+    return master.leader_shell is not None and master.leader_shell.is_leading()
 
 
 def _kept_headers(error: web.HTTPException) -> dict:

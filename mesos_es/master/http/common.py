@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 
 import orjson
@@ -48,6 +50,20 @@ def to_leader(request: web.Request, path: str | None = None) -> web.HTTPExceptio
     location = f"http://{leader}{request.path_qs}" if path is None else f"//{leader}{path}"
     body = orjson.dumps({"error": f"this master does not lead; the leader is {leader}", "leader": leader})
     return web.HTTPTemporaryRedirect(location, text=body.decode(), content_type="application/json")
+
+
+async def hold_for_leader(request: web.Request) -> None:
+    """Wait, up to `--leader-hold-timeout-s`, until this master leads or knows who does
+    (Nomad's rpc_hold_timeout). Answered at once with 503, agents and schedulers back off
+    during an election and come back seconds after the new leader is ready; held, they are
+    redirected (or served) the moment it is."""
+    master = request.app[MASTER]
+    shell = master.leader_shell
+    if shell is None or shell.leader_known.is_set() or master.config.leader_hold_timeout_s <= 0:
+        return
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(master.config.leader_hold_timeout_s):
+            await shell.leader_known.wait()
 
 
 def require_leader(request: web.Request) -> MasterContext:

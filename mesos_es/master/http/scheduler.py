@@ -38,7 +38,7 @@ from mesos_es.core.convert import (
 )
 from mesos_es.core.outcomes import Rejected
 from mesos_es.log.interface import LogError
-from mesos_es.master.http.common import MASTER, http_error, now_ms, propose, to_leader
+from mesos_es.master.http.common import MASTER, hold_for_leader, http_error, now_ms, propose, to_leader
 from mesos_es.master.http.protobuf import ProtobufError, call_from_protobuf, event_to_protobuf
 from mesos_es.master.leader import new_id
 from mesos_es.master.streams import EventStream
@@ -173,6 +173,7 @@ async def scheduler(request: web.Request) -> web.StreamResponse:
     master = request.app[MASTER]
     call = await read_scheduler_call(request)
     leader = master.leader_shell
+    await hold_for_leader(request)
     if not leader.is_leading():
         raise to_leader(request, PATH)
     if call["type"] == "SUBSCRIBE":
