@@ -131,6 +131,9 @@ class Agent:
         self.log = structlog.get_logger("mesos_es.agent")
         self.meta = config.work_dir / "meta"
         self.agent_id: str | None = None
+        # Sent with REGISTERs until the first REGISTERED: a retry of a registration whose
+        # answer was lost then finds the agent it made (docs/api/agent-protocol.md).
+        self.registration_key = str(uuidlib.uuid4())
         self.agent_info = config.agent_info()
         self.frameworks: dict[str, dict] = {}
         self.tasks: dict[Key, Task] = {}
@@ -335,6 +338,7 @@ class Agent:
         self.frameworks.clear()
         self.updates = UpdateQueues(*self.config.update_backoff_s)
         self.agent_id = None
+        self.registration_key = str(uuidlib.uuid4())
         for name in ("agent.json", "state.json"):
             (self.meta / name).unlink(missing_ok=True)
 
@@ -361,6 +365,8 @@ class Agent:
             body["tasks"] = [self._task_json(t) for t in self.tasks.values()]
         if self.agent_id:
             body["agent_id"] = {"value": self.agent_id}
+        else:
+            body["registration_key"] = self.registration_key
         return {"type": "REGISTER", "register": body}
 
     def _task_json(self, task: Task) -> dict:
@@ -387,6 +393,7 @@ class Agent:
         self.updates = UpdateQueues(*self.config.update_backoff_s)
         self.cores = isolation.CoreAllocator(self.cores.cores)
         self.agent_id = None
+        self.registration_key = str(uuidlib.uuid4())
         (self.meta / "agent.json").unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             self.checkpointer.save_now()
@@ -419,6 +426,7 @@ class Agent:
         if not agent_id:
             self.log.error("registered_without_agent_id")
             return
+        self.registration_key = str(uuidlib.uuid4())  # the next registration without an id is a new one
         if agent_id != self.agent_id:
             self.agent_id = agent_id
             await asyncio.to_thread(self._save_agent_file)

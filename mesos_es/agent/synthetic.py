@@ -21,6 +21,7 @@ import contextlib
 import logging
 import os
 import time
+import uuid
 from collections import Counter
 
 import aiohttp
@@ -55,6 +56,7 @@ class SyntheticAgent:
         self.index = index
         self.config = config
         self.agent_id: str | None = None
+        self.registration_key = str(uuid.uuid4())  # as the real agent's (mesos_es/agent/agent.py)
         self.agent_info = {**config.agent_info(), "hostname": f"{config.hostname}-synthetic-{index}",
                            "port": config.port + index}
         self.task_duration_s = task_duration_s
@@ -88,6 +90,8 @@ class SyntheticAgent:
             self.register_kind = "full" if self.agent_id else "new"
         if self.agent_id:
             body["agent_id"] = {"value": self.agent_id}
+        else:
+            body["registration_key"] = self.registration_key
         return {"type": "REGISTER", "register": body}
 
     def on_removed(self) -> None:
@@ -97,6 +101,7 @@ class SyntheticAgent:
         self.tasks.clear()
         self.updates = UpdateQueues(*self.config.update_backoff_s)
         self.agent_id = None
+        self.registration_key = str(uuid.uuid4())
 
     def on_disconnected(self) -> None:
         pass
@@ -106,6 +111,7 @@ class SyntheticAgent:
         body = event.get(str(kind).lower()) if isinstance(event.get(str(kind).lower()), dict) else event
         if kind == "REGISTERED":
             self.agent_id = _id(body.get("agent_id")) or self.agent_id
+            self.registration_key = str(uuid.uuid4())
             self.registrations[self.register_kind] += 1
             self.registered_at = time.time()
             self.updates.resend_all_now()

@@ -19,11 +19,13 @@ class RegisterRefused(Exception):
 
 
 class FakeAgent:
-    def __init__(self, master: str, resources: list[dict], hostname: str = "agent.test"):
+    def __init__(self, master: str, resources: list[dict], hostname: str = "agent.test",
+                 registration_key: str | None = None):
         self.master = master
         self.resources = resources
         self.hostname = hostname
         self.agent_id: str | None = None
+        self.registration_key = registration_key  # sent while it has no id (None: not sent)
         self.stream_id: str | None = None
         self.events: asyncio.Queue = asyncio.Queue()
         self._session: aiohttp.ClientSession | None = None
@@ -40,6 +42,8 @@ class FakeAgent:
             body["register"]["tasks_digest"] = tasks_digest
         if self.agent_id:
             body["register"]["agent_id"] = {"value": self.agent_id}
+        elif self.registration_key:
+            body["register"]["registration_key"] = self.registration_key
         async with asyncio.timeout(10):
             while True:  # a master that has just been elected answers 503 until it leads
                 response = await self._session.post(f"http://{self.master}/api/v1/agent", data=orjson.dumps(body),

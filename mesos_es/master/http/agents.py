@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 
 import structlog
 from aiohttp import web
@@ -72,6 +73,12 @@ async def register(request: web.Request, call: dict) -> web.StreamResponse:
     info = agent_info_from_json(body.get("agent_info"))
     agent_id = id_value(body, "agent_id", required=False)
     cluster = leader.state
+    retried = False  # a first REGISTER again: its REGISTERED was lost
+    if not agent_id and "registration_key" in body:
+        agent_id = _agent_id_for(body["registration_key"])
+        retried = agent_id in cluster.agents or agent_id in cluster.removed_agents
+        if not retried:
+            agent_id = None
     if agent_id and agent_id in cluster.removed_agents:
         raise http_error(web.HTTPConflict, f"agent {agent_id} was removed: discard its state and register anew")
     reports = []
@@ -82,7 +89,9 @@ async def register(request: web.Request, call: dict) -> web.StreamResponse:
         reports.append(events_pb2.TaskReport(framework_id=id_value(task, "framework_id"),
                                              task_id=id_value(task, "task_id"),
                                              state=mesos_pb2.TaskState.Value(state)))
-    if agent_id:
+    if retried:  # it runs nothing under the id it never learnt; launches sent there are resent below
+        event = events_pb2.Event(agent_reregistered=events_pb2.AgentReregistered(agent_id=agent_id, agent_info=info))
+    elif agent_id:
         unchanged = "tasks" not in body and isinstance(body.get("tasks_digest"), str)
         if unchanged and not digest_matches(master, agent_id, body["tasks_digest"]):
             raise http_error(web.HTTPPreconditionFailed, "the task digest differs from this master's view: "
@@ -90,7 +99,8 @@ async def register(request: web.Request, call: dict) -> web.StreamResponse:
         event = events_pb2.Event(agent_reregistered=events_pb2.AgentReregistered(
             agent_id=agent_id, agent_info=info, tasks=reports, tasks_unchanged=unchanged))
     else:
-        agent_id = new_id("S0")
+        key = body.get("registration_key")
+        agent_id = _agent_id_for(key) if key is not None else new_id("S0")
         event = events_pb2.Event(agent_registered=events_pb2.AgentRegistered(agent_id=agent_id, agent_info=info))
     stream = EventStream(request, "agent", agent_id)
     previous = leader.agents.get(agent_id)
@@ -124,6 +134,18 @@ async def register(request: web.Request, call: dict) -> web.StreamResponse:
         if leader.agents.get(agent_id) is stream:
             del leader.agents[agent_id]
     return stream.response
+
+
+def _agent_id_for(key) -> str:
+    """The id of the agent that first registers with `registration_key` (a UUID the agent
+    draws for its first REGISTER and keeps until it gets REGISTERED). A REGISTER sent again
+    because the answer was lost (a reset connection, a timeout while the commit waited, a
+    duplicated request) carries the same key, so it finds the agent it already made instead
+    of making a second one (Mesos recognises such an agent by its pid)."""
+    try:
+        return f"{uuid.UUID(key)}-S0"
+    except (TypeError, ValueError, AttributeError):
+        raise bad_request("register.registration_key must be a UUID") from None
 
 
 def digest_matches(master, agent_id: str, digest: str) -> bool:
