@@ -697,6 +697,10 @@ def apply_offers_accepted(state, position: int, event: events_pb2.Event) -> Outc
 
     def drop_all(reason: str, message: str) -> Outcome:
         for task in launches:
+            if task.task_id in framework.tasks:
+                # A copy of a LAUNCH already applied (a retried or duplicated ACCEPT): the task
+                # is not dropped, and its own updates tell the framework how it goes.
+                continue
             effects.append(fx.ForwardUpdate(e.framework_id, _master_status(
                 task.task_id, task.agent_id, S.TASK_DROPPED, reason, message, ts)))
         # Offers that did exist go back to the pool, as in Mesos.
