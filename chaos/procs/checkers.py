@@ -353,7 +353,9 @@ def failover_times(faults: list[dict]) -> dict:
             "agents_s": distribution([f["agents_s"] for f in measured if f.get("agents_s") is not None]),
             "new_leader_s_by_kind": {k: distribution(v) for k, v in sorted(by_kind.items())},
             "agent_back_s": distribution([f["agent_back_s"] for f in faults
-                                          if f["kind"] == "kill-agent" and f.get("agent_back_s") is not None])}
+                                          if f["kind"] == "kill-agent" and f.get("agent_back_s") is not None]),
+            "appends_stalled_s": distribution([f["appends_stalled_s"] for f in measured
+                                               if f.get("appends_stalled_s") is not None])}
 
 
 def _short(d: dict) -> str:

@@ -39,6 +39,22 @@ def throughput(series: dict, until_s: float, bucket_s: float) -> dict:
     return out
 
 
+def append_stalls(completions: list[float], faults: list[dict]) -> list[float | None]:
+    """For each fault, the longest time without an acknowledged append that began between one
+    second before the fault and its recovery: how long writes were unavailable."""
+    times = sorted(completions)
+    gaps = list(itertools.pairwise(times))
+    stalls = []
+    for fault in faults:
+        start, end = fault.get("started_s"), fault.get("recovered_s")
+        if start is None or end is None:
+            stalls.append(None)
+            continue
+        within = [b - a for a, b in gaps if start - 1.0 <= a <= end]
+        stalls.append(round(max(within), 3) if within else None)
+    return stalls
+
+
 def leader_changes(samples: list[dict]) -> list[tuple[float, str]]:
     """(time, "leader term N") at each election the monitor saw: the leader a majority of the
     masters names, in a new term (the same master may win again)."""
@@ -128,10 +144,12 @@ def plot(report: dict, path: Path) -> None:
     right.plot(t, rates["positions"], label="log positions/s (right)", color="black", linewidth=0.7,
                linestyle="--", alpha=0.6)
     right.set_ylabel("positions per second")
-    for i, (at, leader) in enumerate(leader_changes(report.get("samples", []))):
+    elections = leader_changes(report.get("samples", []))
+    for i, (at, leader) in enumerate(elections):
         bottom.axvline(at, color="black", linewidth=0.8, linestyle=":", label=None if i else "election (leader, term)")
-        bottom.annotate(leader, (at, 1), xycoords=("data", "axes fraction"), fontsize=6, rotation=90,
-                        va="top", ha="right")
+        if len(elections) <= 12:  # names only while they stay readable
+            bottom.annotate(leader, (at, 1), xycoords=("data", "axes fraction"), fontsize=6, rotation=90,
+                            va="top", ha="right")
     seen = set()
     for f in faults:
         start, end = f.get("started_s"), fault_end_s(f)
@@ -146,10 +164,11 @@ def plot(report: dict, path: Path) -> None:
     bottom.set_title("throughput over time, faults shaded", fontsize=10)
     lines, labels = bottom.get_legend_handles_labels()
     more, more_labels = right.get_legend_handles_labels()
-    bottom.legend(lines + more, labels + more_labels, fontsize=7, loc="upper left", ncol=3)
+    bottom.legend(lines + more, labels + more_labels, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12),
+                  ncol=5, frameon=False)
     bottom.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -163,6 +182,10 @@ def render(report: dict) -> str:
     lines = [f"chaos run {'PASSED' if report['ok'] else 'FAILED'}: {report['command']}",
              (f"  {len(report['faults'])} faults run of {len(report['schedule'])} planned; elapsed "
               f"{report['elapsed_s']:g} s; work dir {report['work_dir']}")]
+    load = report.get("load_average")
+    if load:
+        lines.append(f"  load average (1, 5, 15 min) at start {load['start']}, at end {load['end']}, "
+                     f"on {load['cpus']} CPUs")
     for name, totals in report["workload"].items():
         lines.append(f"  workload {name}: " + ", ".join(f"{k} {v}" for k, v in totals.items() if k != "errors"))
     lines.append("")
@@ -175,8 +198,9 @@ def render(report: dict) -> str:
             lines += [f"           - {item}" for item in items["examples"][:5]]
     lines.append("")
     lines.append("  failover times (seconds)      count  min     p50     p90     max")
-    for label, key in (("kill to new leader", "new_leader_s"), ("kill to agents re-registered", "agents_s"),
-                       ("agent kill to agent back", "agent_back_s")):
+    for label, key in (("fault to new leader", "new_leader_s"), ("fault to agents re-registered", "agents_s"),
+                       ("agent kill to agent back", "agent_back_s"),
+                       ("appends stalled (leader faults)", "appends_stalled_s")):
         d = report["failover"][key]
         lines.append(f"  {label:<30} {d['count']:<6} " + " ".join(f"{_num(d[k]):<7}" for k in ("min", "p50", "p90", "max")))
     for kind, d in report["failover"]["new_leader_s_by_kind"].items():

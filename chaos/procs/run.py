@@ -24,6 +24,7 @@ import contextlib
 import datetime
 import json
 import logging
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from chaos.procs import checkers
 from chaos.procs.cluster import Cluster, tail
 from chaos.procs.faults import Context, run_fault
 from chaos.procs.frameworks import TERMINAL, LogFramework, OurFramework, PymesosFramework
-from chaos.procs.report import throughput
+from chaos.procs.report import append_stalls, throughput
 from chaos.procs.schedule import Fault, Scenario, format_schedule, plan
 from chaos.procs.views import agent_runs, masters_view
 
@@ -98,6 +99,7 @@ async def execute(settings: Settings, faults: list[Fault]) -> dict:
     cluster = Cluster(work_dir=work, masters=settings.masters, agents=settings.agents,
                       proxied=settings.scenario.uses_partitions, master_flags=settings.master_flags, clock=clock)
     started_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    load_at_start = os.getloadavg()
     frameworks: list = []
     try:
         cluster.layout()
@@ -170,6 +172,8 @@ async def execute(settings: Settings, faults: list[Fault]) -> dict:
         view = await asyncio.to_thread(masters_view, cluster.master_nodes[0].work_dir)
         runs = agent_runs([a.work_dir for a in cluster.agent_nodes])
         series = _series(evidence_frameworks, logs, samples)
+        for record, stall in zip(records, append_stalls(series["appends"], records), strict=True):
+            record["appends_stalled_s"] = stall
         verdicts = [
             checkers.check_log(logs.appends, final_reads, logs.reads),
             checkers.check_tasks(evidence_frameworks, runs, view["launches"]),
@@ -189,6 +193,9 @@ async def execute(settings: Settings, faults: list[Fault]) -> dict:
             "command": settings.command(),
             "started_at": started_at,
             "elapsed_s": round(clock(), 1),
+            # failover times depend on what else runs: the 1, 5 and 15 minute load averages
+            "load_average": {"start": [round(x, 2) for x in load_at_start],
+                             "end": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count()},
             "work_dir": str(work),
             "schedule": [f.to_json() for f in faults],
             "faults": records,
