@@ -75,6 +75,11 @@ class MasterClient:
             except (TimeoutError, aiohttp.ClientError, OSError, recordio.RecordIOError, ValueError) as e:
                 self.log.info("master_stream_ended", error=f"{type(e).__name__}: {e}")
             finally:
+                if self.registered.is_set():
+                    # A stream that got REGISTERED was a success, whatever ended it (a stream
+                    # always ends by raising): the backoff starts again from its minimum, not
+                    # from where the failures before that stream left it (found by chaos run).
+                    failures = 0
                 self._disconnect()
             failures += 1
             delay = min(self.backoff_max_s, self.backoff_min_s * (2 ** min(failures - 1, 10)))

@@ -1,5 +1,5 @@
-"""Bugs that `chaos run` found, each as the smallest test that fails, marked
-`xfail(strict=True)` until it is fixed (docs/chaos.md, "What the runs found")."""
+"""Bugs that `chaos run` found, each as the smallest test that failed before its fix (marked
+`xfail(strict=True)` while one is open; docs/chaos.md, "What the runs found")."""
 
 import asyncio
 import subprocess
@@ -16,10 +16,6 @@ pytestmark = pytest.mark.slow
 PROMPT_S = 1.5  # the agent's backoff starts at 0.2 s (with jitter): a lost stream costs far less
 
 
-@pytest.mark.xfail(strict=True, reason="mesos_es/agent/master_client.py: MasterClient.run resets its failure "
-                                       "count only when _one_stream returns, which it never does (a stream always "
-                                       "ends by raising), so the reconnect backoff grows with every stream the "
-                                       "agent ever lost, to 5-10 s per leader change (leader-kills, seed 1)")
 async def test_an_agent_re_registers_promptly_after_each_of_many_lost_streams(tmp_path):
     master = await FakeMaster().start()
     port = free_base(1, (AGENT_OFFSET,), *MASTER_PORTS) + AGENT_OFFSET
