@@ -17,6 +17,7 @@ import datetime
 import json
 import os
 import sys
+import traceback
 from pathlib import Path
 
 from chaos.procs.schedule import KINDS, PARTITIONS, SCENARIOS, most_masters_down
@@ -95,6 +96,11 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("mesos-es chaos run: interrupted", file=sys.stderr)
         return 130
+    except Exception:  # noqa: BLE001 - e.g. pymesos re-raising its I/O thread's error in the main thread
+        traceback.print_exc()
+        print(f"mesos-es chaos run: the harness failed; the processes were stopped, their files are in "
+              f"{work_dir}", file=sys.stderr)
+        return EXIT_HARNESS
     write(report, (args.report or work_dir / "report").resolve())
     if args.json:
         sys.stdout.write(json.dumps(report) + "\n")

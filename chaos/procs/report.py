@@ -86,11 +86,17 @@ def fault_end_s(fault: dict) -> float | None:
 
 
 def write(report: dict, directory: Path) -> tuple[Path, Path | None]:
-    """report.json and report.png in `directory` (the plot is skipped, and said so, if it fails)."""
+    """report.json, report.png and evidence.json (what the checkers judged, taken out of the
+    report) in `directory`; the plot is skipped, and said so, if it fails."""
     directory.mkdir(parents=True, exist_ok=True)
     json_path = directory / "report.json"
     png_path = directory / "report.png"
     report.setdefault("files", {}).update({"json": str(json_path), "png": str(png_path)})
+    evidence = report.pop("evidence", None)
+    if evidence is not None:
+        evidence_path = directory / "evidence.json"
+        evidence_path.write_text(json.dumps(evidence) + "\n")
+        report["files"]["evidence"] = str(evidence_path)
     try:
         plot(report, png_path)
     except Exception as e:  # noqa: BLE001 - a report without its plot is still a report
@@ -197,18 +203,20 @@ def render(report: dict) -> str:
             lines.append(f"         {problem}: {items['count']}")
             lines += [f"           - {item}" for item in items["examples"][:5]]
     lines.append("")
-    lines.append("  failover times (seconds)      count  min     p50     p90     max")
+    lines.append(f"  {'failover times (seconds)':<34} {'count':<6} " + " ".join(f"{k:<7}" for k in ("min", "p50", "p90",
+                                                                                                    "max")))
     for label, key in (("fault to new leader", "new_leader_s"), ("fault to agents re-registered", "agents_s"),
                        ("agent kill to agent back", "agent_back_s"),
                        ("appends stalled (leader faults)", "appends_stalled_s")):
         d = report["failover"][key]
-        lines.append(f"  {label:<30} {d['count']:<6} " + " ".join(f"{_num(d[k]):<7}" for k in ("min", "p50", "p90", "max")))
+        lines.append(f"  {label:<34} {d['count']:<6} " + " ".join(f"{_num(d[k]):<7}" for k in ("min", "p50", "p90", "max")))
     for kind, d in report["failover"]["new_leader_s_by_kind"].items():
-        lines.append(f"    {'new leader, ' + kind:<28} {d['count']:<6} "
+        lines.append(f"    {'new leader, ' + kind:<32} {d['count']:<6} "
                      + " ".join(f"{_num(d[k]):<7}" for k in ("min", "p50", "p90", "max")))
     files = report.get("files", {})
     lines.append("")
-    lines.append(f"  report: {files.get('json')}" + (f", plot: {files['png']}" if files.get("png") else ""))
+    lines.append(f"  report: {files.get('json')}" + (f", plot: {files['png']}" if files.get("png") else "")
+                 + (f", evidence: {files['evidence']}" if files.get("evidence") else ""))
     return "\n".join(lines)
 
 

@@ -209,6 +209,9 @@ async def execute(settings: Settings, faults: list[Fault]) -> dict:
             "masters_view": {"position": view["position"], "digest": view["digest"],
                              "launches": sum(view["launches"].values())},
             "logs": {n.name: str(n.log) for n in cluster.nodes.values()},
+            # everything the checkers judged, for the post-mortem (written to evidence.json)
+            "evidence": {"frameworks": evidence_frameworks, "log": {**logs.evidence(), "final_reads": final_reads},
+                         "masters_view": view, "agent_runs": runs, "digests": digests, "verify": verifies},
         }
     finally:
         for f in frameworks:

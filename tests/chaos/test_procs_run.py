@@ -49,3 +49,8 @@ def test_a_smoke_run_with_a_leader_kill_and_a_pause_passes_every_checker(tmp_pat
         assert json.load(saved)["ok"] is True
     with open(files["png"], "rb") as png:
         assert png.read(8) == b"\x89PNG\r\n\x1a\n"
+    with open(files["evidence"]) as saved:
+        evidence = json.load(saved)
+    assert [f["name"] for f in evidence["frameworks"]] == ["ours", "pymesos"]
+    assert len(evidence["log"]["final_reads"]) == 3
+    assert sum(evidence["agent_runs"].values()) == report["masters_view"]["launches"]
