@@ -86,6 +86,7 @@ class History:
     appends: dict[str, int] = field(default_factory=dict)  # idempotency key -> position appended
     registrations: dict[str, list[tuple[int, str]]] = field(default_factory=dict)  # host -> (position, agent id)
     digests: dict[int, str] = field(default_factory=dict)  # checkpoint position -> fold's digest
+    kinds: Counter = field(default_factory=Counter)  # events by kind: what the run exercised
     _existing: set[str] = field(default_factory=set)
 
     def before(self, position, event, state) -> None:
@@ -95,6 +96,7 @@ class History:
 
     def after(self, position, event, outcome, state) -> None:
         kind = event.WhichOneof("kind") if event is not None else None
+        self.kinds[kind or "undecodable"] += 1
         if kind == "task_status_updated":
             e = event.task_status_updated
             if isinstance(outcome, Applied) and e.status.uuid and any(
@@ -124,7 +126,7 @@ class History:
             self.digests[position] = canonical.digest(state)
 
 
-def run_all(cluster) -> list[Check]:
+def run_all(cluster) -> tuple[list[Check], History]:
     history = History()
     auditor = Auditor(offer_timeout_s=cluster.masters[0].config.offer_timeout_s
                       + cluster.nemesis.clock_jumps_ms / 1000, deep_every=64)
@@ -144,7 +146,7 @@ def run_all(cluster) -> list[Check]:
     commit_ms = cluster.consensus.commit_ms
     return [check_log(cluster, history, commit_ms), check_tasks(cluster, history, fold),
             check_updates(cluster, history), check_causality(cluster, history, commit_ms),
-            check_replicas(cluster, history, fold), check_audit(auditor), check_liveness(cluster)]
+            check_replicas(cluster, history, fold), check_audit(auditor), check_liveness(cluster)], history
 
 
 # -- the named log ---------------------------------------------------------------------------------

@@ -79,15 +79,32 @@ def run(args: argparse.Namespace) -> int:
         if args.trace:
             print("\n".join(f"    | {line}" for line in result.trace))
     elapsed = round(time.monotonic() - started, 2)
+    covered = {"faults": _total(r.stats["faults"] for r in results), "events": _total(r.stats["events"] for r in results),
+               "elections": sum(r.stats["elections"] for r in results),
+               "undecided_proposals": {"committed": sum(r.stats["undecided_kept"] for r in results),
+                                       "lost": sum(r.stats["undecided_lost"] for r in results)}}
     if args.json:
         print(json.dumps({"parameters": parameters, "ok": not failed, "passed": len(results) - len(failed),
                           "failed": failed, "elapsed_s": elapsed,
-                          "replay": {str(s): _replay_command(s, args) for s in failed},
+                          "replay": {str(s): _replay_command(s, args) for s in failed}, "covered": covered,
                           "results": [r.to_json() for r in results]}))
     else:
+        print(f"covered: {covered['elections']} elections; undecided proposals "
+              f"{covered['undecided_proposals']['committed']} committed by the next leader, "
+              f"{covered['undecided_proposals']['lost']} lost")
+        print("  faults: " + ", ".join(f"{k} {v}" for k, v in covered["faults"].items()))
+        print("  events: " + ", ".join(f"{k} {v}" for k, v in covered["events"].items()))
         print(f"{len(results)} seeds in {elapsed:g} s: {len(results) - len(failed)} passed, {len(failed)} failed"
               + (f": seeds {', '.join(map(str, failed))}" if failed else ""))
     return 1 if failed else 0
+
+
+def _total(counts) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for one in counts:
+        for key, value in one.items():
+            total[key] = total.get(key, 0) + value
+    return dict(sorted(total.items()))
 
 
 def _replay_command(seed: int, args: argparse.Namespace) -> str:

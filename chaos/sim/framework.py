@@ -15,7 +15,9 @@ It behaves as a careful Mesos framework does:
   kills its task) is launched again under a new task id, up to MAX_ATTEMPTS.
 * Some jobs KILL their task a while after it runs, and repeat the KILL until it ends.
 * It RECONCILEs the tasks it does not know to be terminal after each SUBSCRIBED, after an
-  ACCEPT whose answer it did not get, and every few seconds.
+  ACCEPT whose answer it did not get, and every few seconds; never a task whose ACCEPT is
+  still unanswered (the master answers RECONCILE from what it has committed, so it would say
+  TASK_LOST for a launch on its way).
 
 Its framework id, jobs and tasks are its durable state (a real framework persists them).
 """
@@ -63,6 +65,9 @@ class TaskView:
     agent_id: str
     state: str = ""  # the last state the framework was told ("" until it hears anything)
     kill_sent: bool = False
+    # Its ACCEPT is unanswered: not reconciled meanwhile (the master would answer TASK_LOST
+    # for a launch it has not committed yet).
+    accept_pending: bool = True
 
 
 class SimFramework(Node):
@@ -219,6 +224,8 @@ class SimFramework(Node):
             self._call({"type": "SUPPRESS"})
 
     def _accept_answered(self, status: int | None, body: dict, task_ids: tuple[str, ...]) -> None:
+        for task_id in task_ids:
+            self.tasks[task_id].accept_pending = False
         if status != 202:
             # It may or may not have been committed: ask.
             self.later(1_000, self._reconcile, task_ids)
@@ -280,7 +287,8 @@ class SimFramework(Node):
 
     # -- reconciliation -------------------------------------------------------------------------
     def _reconcile(self, task_ids=None) -> None:
-        wanted = [t for t in (task_ids or sorted(self.tasks)) if self.tasks[t].state not in FINAL]
+        wanted = [t for t in (task_ids or sorted(self.tasks))
+                  if self.tasks[t].state not in FINAL and not self.tasks[t].accept_pending]
         if wanted:
             self._call({"type": "RECONCILE", "reconcile": {"tasks": [
                 {"task_id": ident(t), "agent_id": ident(self.tasks[t].agent_id)} for t in wanted]}})

@@ -178,7 +178,7 @@ def run_seed(seed: int, options: Options | None = None, prepare: Callable[[Clust
         _run(cluster)
     except ModelError as e:
         error = f"the simulator's consensus model broke a rule: {e}"
-    results = checks.run_all(cluster) if not error else []
+    results, facts = checks.run_all(cluster) if not error else ([], checks.History())
     world = cluster.world
     history = cluster.consensus.history
     leader = cluster.consensus.current_leader()
@@ -193,6 +193,7 @@ def run_seed(seed: int, options: Options | None = None, prepare: Callable[[Clust
         "faults": dict(sorted(cluster.nemesis.counts.items())),
         "tasks": sum(len(f.tasks) for f in cluster.frameworks),
         "appends": len(cluster.client.appends),
+        "events": dict(sorted(facts.kinds.items())),
     }
     ok = not error and all(c.ok for c in results)
     return SeedResult(seed, ok, results, cluster.params.describe(), stats, trace_digest, history_digest,
