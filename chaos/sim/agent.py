@@ -53,6 +53,9 @@ class Checkpoint:
     """What survives a crash of the agent."""
 
     agent_id: str | None = None
+    # Sent with REGISTERs until the first REGISTERED; checkpointed, as the real agent's, so a
+    # restart before REGISTERED retries the same registration.
+    registration_key: str = ""
     tasks: dict[tuple[str, str], TaskRun] = field(default_factory=dict)
     queues: dict[tuple[str, str], list[dict]] = field(default_factory=dict)
     ran: set[tuple[str, str]] = field(default_factory=set)  # every task it ever started
@@ -67,13 +70,11 @@ class SimAgent(Node):
         self.masters = masters
         self.observations = observations
         self.ping_interval_ms = ping_interval_ms
-        self.ckpt = Checkpoint()
+        self.ckpt = Checkpoint(registration_key=self._new_key())
         self._volatile()
 
     def _volatile(self) -> None:
         self.master = self.world.rng.choice(self.masters)
-        # Sent with REGISTERs until the first REGISTERED (in memory only, as the real agent's).
-        self.registration_key = self._new_key()
         self.stream = None
         self.registering = None
         self.conn = 0  # the connection of its latest REGISTER
@@ -122,7 +123,7 @@ class SimAgent(Node):
         if agent_id:
             body["agent_id"] = ident(agent_id)
         else:
-            body["registration_key"] = self.registration_key
+            body["registration_key"] = self.ckpt.registration_key
         if self.registering is not None:
             self.registering.finish()
         self.conn += 1
@@ -142,8 +143,7 @@ class SimAgent(Node):
             self.observations.note(f"agent {self.name} was removed and registered anew")
             for key in sorted(self.ckpt.tasks):
                 self._stop_task(key)
-            self.ckpt = Checkpoint(ran=self.ckpt.ran)
-            self.registration_key = self._new_key()
+            self.ckpt = Checkpoint(ran=self.ckpt.ran, registration_key=self._new_key())
             self.later(10, self.register)
         else:  # 503, a timeout, 400
             self.master = self.world.rng.choice(self.masters)
@@ -178,7 +178,7 @@ class SimAgent(Node):
                 self.registering.finish()
                 self.registering = None
             self.ckpt.agent_id = id_value(event["registered"], "agent_id")
-            self.registration_key = self._new_key()  # the next registration without an id is a new one
+            self.ckpt.registration_key = self._new_key()  # the next registration without an id is a new one
             self.last_heard = self.world.now
             self.log(f"registered with {self.master} as {self.ckpt.agent_id}")
             for key in sorted(self.ckpt.queues):

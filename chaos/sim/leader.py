@@ -418,9 +418,10 @@ class SimLeader(Leader):
             return
         reports = [events_pb2.TaskReport(framework_id=id_value(t, "framework_id"), task_id=id_value(t, "task_id"),
                                          state=mesos_pb2.TaskState.Value(t["state"])) for t in body.get("tasks") or []]
-        if retried:
-            event = events_pb2.Event(agent_reregistered=events_pb2.AgentReregistered(agent_id=agent_id,
-                                                                                      agent_info=info))
+        if retried:  # its tasks left as they are while it is reachable (a late copy must not lose them)
+            known = cluster.agents.get(agent_id)
+            event = events_pb2.Event(agent_reregistered=events_pb2.AgentReregistered(
+                agent_id=agent_id, agent_info=info, tasks_unchanged=known is not None and known.reachable))
         elif agent_id:
             unchanged = "tasks" not in body and isinstance(body.get("tasks_digest"), str)
             if unchanged and not agent_api.digest_matches(self.master, agent_id, body["tasks_digest"]):

@@ -132,7 +132,8 @@ class Agent:
         self.meta = config.work_dir / "meta"
         self.agent_id: str | None = None
         # Sent with REGISTERs until the first REGISTERED: a retry of a registration whose
-        # answer was lost then finds the agent it made (docs/api/agent-protocol.md).
+        # answer was lost then finds the agent it made (docs/api/agent-protocol.md). recover()
+        # takes the checkpointed one, so a restart before REGISTERED retries too.
         self.registration_key = str(uuidlib.uuid4())
         self.agent_info = config.agent_info()
         self.frameworks: dict[str, dict] = {}
@@ -170,6 +171,14 @@ class Agent:
         if marker:
             self._wake.set()
 
+    def _draw_registration_key(self) -> None:
+        """A new key for the next registration without an id, checkpointed before any REGISTER
+        carries it: an agent restarted before its REGISTERED arrives sends the same key, and
+        the master takes it for the agent it already made (found by chaos sim)."""
+        self.registration_key = str(uuidlib.uuid4())
+        checkpoint.atomic_write(self.meta / "registration.json",
+                                checkpoint.orjson.dumps({"registration_key": self.registration_key}))
+
     def _save_agent_file(self) -> None:
         checkpoint.atomic_write(self.meta / "agent.json", checkpoint.orjson.dumps(
             {"agent_id": self.agent_id, "agent_info": self.agent_info}))
@@ -186,6 +195,11 @@ class Agent:
         """Read the checkpoints (before serving). Raises AgentStartError on an incompatible
         reconfiguration."""
         agent_file = checkpoint.read_json(self.meta / "agent.json")
+        saved = checkpoint.read_json(self.meta / "registration.json")
+        if isinstance(saved, dict) and isinstance(saved.get("registration_key"), str):
+            self.registration_key = saved["registration_key"]
+        else:
+            self._draw_registration_key()
         state = checkpoint.read_json(self.meta / "state.json")
         if agent_file is None and state is not None:
             self.log.warning("state_without_agent_id_discarded")
@@ -338,7 +352,7 @@ class Agent:
         self.frameworks.clear()
         self.updates = UpdateQueues(*self.config.update_backoff_s)
         self.agent_id = None
-        self.registration_key = str(uuidlib.uuid4())
+        self._draw_registration_key()
         for name in ("agent.json", "state.json"):
             (self.meta / name).unlink(missing_ok=True)
 
@@ -393,7 +407,7 @@ class Agent:
         self.updates = UpdateQueues(*self.config.update_backoff_s)
         self.cores = isolation.CoreAllocator(self.cores.cores)
         self.agent_id = None
-        self.registration_key = str(uuidlib.uuid4())
+        self._draw_registration_key()
         (self.meta / "agent.json").unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             self.checkpointer.save_now()
@@ -426,10 +440,10 @@ class Agent:
         if not agent_id:
             self.log.error("registered_without_agent_id")
             return
-        self.registration_key = str(uuidlib.uuid4())  # the next registration without an id is a new one
         if agent_id != self.agent_id:
             self.agent_id = agent_id
             await asyncio.to_thread(self._save_agent_file)
+            await asyncio.to_thread(self._draw_registration_key)  # the next registration without an id is a new one
         self.log.info("agent_registered", agent_id=agent_id, leader=self.client.leader if self.client else None)
         self.updates.resend_all_now()
         self._wake.set()

@@ -181,9 +181,6 @@ def crash_before_the_first_registered(cluster) -> None:
     cluster.net.tamper_stream = watch
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the registration key is not checkpointed (tests/chaos/test_sim_found_bugs.py): the restarted agent "
-    "registers as a second agent; once the real agent keeps its key, make the simulated agent keep it too"))
 def test_an_agent_crashing_before_its_first_registered_makes_no_ghost_agent():
     for seed in range(3):
         result = run_seed(seed, Options(faults=False), prepare=crash_before_the_first_registered)

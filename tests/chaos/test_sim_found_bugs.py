@@ -1,11 +1,14 @@
-"""Bugs the simulator (`mesos-es chaos sim`) found in the real master, each as the smallest
-failing test against the real code, marked xfail(strict=True): when a fix lands the test
-passes, strict makes that a failure, and the marker comes off.
+"""Bugs the simulator (`mesos-es chaos sim`) found in the real code, each as the smallest
+test against the real code that failed before its fix (marked xfail(strict=True) while one
+is open: when a fix lands the test passes, strict makes that a failure, and the marker comes
+off).
 
-Found and fixed already: a first REGISTER sent again after its REGISTERED was lost made a
-second, ghost agent (e82d57a, tests/master/test_agent_registration.py); a second copy of an
-ACCEPT reported the tasks the first had launched as TASK_DROPPED (dab1d4a,
-tests/core/test_accept_retry.py). tests/chaos/test_sim.py provokes both in the simulator."""
+Fixed: a first REGISTER sent again after its REGISTERED was lost made a second, ghost agent
+(e82d57a, tests/master/test_agent_registration.py); a second copy of an ACCEPT reported the
+tasks the first had launched as TASK_DROPPED (dab1d4a, tests/core/test_accept_retry.py); a
+late copy of an agent's first REGISTER reported its running tasks lost, and an agent
+restarted before its first REGISTERED registered as a second agent (both below).
+tests/chaos/test_sim.py provokes them in the simulator."""
 
 import asyncio
 import uuid
@@ -24,14 +27,6 @@ FAST = {"allocation_interval_s": 0.05, "heartbeat_interval_s": 1.0, "agent_ping_
 RESOURCES = [scalar("cpus", 4), scalar("mem", 1024)]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a late copy of an agent's first REGISTER (a retrying proxy, or a request delayed past the agent's next "
-    "one) carries the registration key after the agent has learnt its id and runs tasks: the master takes it for "
-    "a retry whose answer was lost and re-registers the agent with an empty task report, so its running tasks "
-    "become TASK_LOST (TASK_GONE for partition-aware frameworks), their resources are offered again while they "
-    "run, and the agent is told to kill them when it re-registers. A retried first registration runs nothing the "
-    "master does not know: it could leave the agent's tasks as they are (tasks_unchanged). Found by chaos sim "
-    "with a copy of the first REGISTER delayed by 4 s"))
 async def test_a_late_copy_of_an_agents_first_register_does_not_lose_its_running_tasks(tmp_path):
     masters = await InProcessMasters(tmp_path, count=1, **FAST).start()
     masters.elect(0)
@@ -57,13 +52,6 @@ async def test_a_late_copy_of_an_agents_first_register_does_not_lose_its_running
         await masters.stop()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the registration key is not checkpointed: an agent that crashes after sending its first REGISTER and "
-    "before the REGISTERED arrives (the master committed the agent) restarts with a new key and registers as a "
-    "second agent. The first is a ghost: its resources are offered and launches there hang in TASK_STAGING "
-    "until it is marked unreachable (75 s by default), then stay TASK_UNREACHABLE for good for partition-aware "
-    "frameworks (TASK_LOST for the others). Keeping the key in the agent's meta dir until REGISTERED would make "
-    "the restarted agent's REGISTER a retry. Found by chaos sim (crash-agent early in a run; about 1 seed in 100)"))
 def test_an_agent_restarted_before_its_first_registered_registers_with_the_same_key(tmp_path):
     config = agent_config(tmp_path / "agent", ["127.0.0.1:1"])
     first = Agent(config)

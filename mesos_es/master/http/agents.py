@@ -89,8 +89,14 @@ async def register(request: web.Request, call: dict) -> web.StreamResponse:
         reports.append(events_pb2.TaskReport(framework_id=id_value(task, "framework_id"),
                                              task_id=id_value(task, "task_id"),
                                              state=mesos_pb2.TaskState.Value(state)))
-    if retried:  # it runs nothing under the id it never learnt; launches sent there are resent below
-        event = events_pb2.Event(agent_reregistered=events_pb2.AgentReregistered(agent_id=agent_id, agent_info=info))
+    if retried:
+        # It runs nothing the master does not know under the id it never learnt (launches sent
+        # there are resent below), so its tasks are left as they are; and a late copy of its
+        # first REGISTER, arriving after it learnt its id and runs tasks, must not report them
+        # lost. Once it is unreachable, its (empty) report is reconciled as any other.
+        known = cluster.agents.get(agent_id)
+        event = events_pb2.Event(agent_reregistered=events_pb2.AgentReregistered(
+            agent_id=agent_id, agent_info=info, tasks_unchanged=known is not None and known.reachable))
     elif agent_id:
         unchanged = "tasks" not in body and isinstance(body.get("tasks_digest"), str)
         if unchanged and not digest_matches(master, agent_id, body["tasks_digest"]):
