@@ -168,41 +168,10 @@ class SimLeader(Leader):
 
     # -- timers (twins of _timer_loop/_expire, _ping_loop, EventStream.run's heartbeat) ---------
     def _expire_tick(self) -> None:
-        """`_expire`: offer timeouts, framework failover timeouts, agents that miss pings."""
+        """`_expire`: the real `Leader.expired` decides; proposed with continuations here."""
         if self._expiring:
             return  # the real loop awaits the previous round's proposals
-        cluster = self.state
-        ts = self.now_ms()
-        events: list[events_pb2.Event] = []
-        if self.config.offer_timeout_s > 0:
-            limit = ts - int(self.config.offer_timeout_s * 1000)
-            stale = sorted(oid for oid, o in cluster.offers.items() if o.offered_at_ms <= limit)
-            if stale:
-                events.append(events_pb2.Event(offers_rescinded=events_pb2.OffersRescinded(
-                    offer_ids=stale, reason="OFFER_TIMEOUT")))
-        for framework_id in sorted(cluster.frameworks):
-            framework = cluster.frameworks[framework_id]
-            if framework.connected:
-                continue
-            deadline = framework.disconnected_at_ms + int(framework.info.failover_timeout * 1000)
-            if framework.disconnected_at_ms <= cluster.leader_since_ms:
-                deadline = max(deadline, cluster.leader_since_ms + int(self.config.agent_reregister_timeout_s * 1000))
-            if ts >= deadline:
-                events.append(events_pb2.Event(framework_removed=events_pb2.FrameworkRemoved(
-                    framework_id=framework_id, reason="FAILOVER_TIMEOUT")))
-        monotonic = self.world.now / 1000
-        timeout = self._agent_timeout_s()
-        for agent_id in sorted(cluster.agents):
-            agent = cluster.agents[agent_id]
-            if not agent.reachable:
-                continue
-            seen = self.agent_seen.setdefault(agent_id, monotonic)
-            if monotonic - seen > timeout:
-                stream = self.agents.pop(agent_id, None)
-                if stream:
-                    stream.close()
-                events.append(events_pb2.Event(agent_marked_unreachable=events_pb2.AgentMarkedUnreachable(
-                    agent_id=agent_id, reason=f"no answer to pings for {timeout:g} s")))
+        events = self.expired(self.now_ms(), self.world.now / 1000)
         self._expiring = len(events)
 
         def done(result) -> None:

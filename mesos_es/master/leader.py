@@ -338,15 +338,21 @@ class Leader:
                 log.warning("timer_event_not_committed", error=str(e))
 
     async def _expire(self) -> None:
+        # Proposed together: the log's group commit makes them few entries, not one round each.
+        await asyncio.gather(*(self.propose(event) for event in self.expired(now_ms(), time.monotonic())))
+
+    def expired(self, ts: int, monotonic: float) -> list[events_pb2.Event]:
+        """What the timers decide at wall time `ts` (ms) and monotonic time `monotonic` (s):
+        offers past their timeout, frameworks past their failover timeout, agents that missed
+        their pings (whose streams are closed now). The simulator (chaos/sim) runs it too."""
         cluster = self.state
-        ts = now_ms()
+        expired: list[events_pb2.Event] = []
         if self.config.offer_timeout_s > 0:
             limit = ts - int(self.config.offer_timeout_s * 1000)
             stale = sorted(oid for oid, o in cluster.offers.items() if o.offered_at_ms <= limit)
             if stale:
-                await self.propose(events_pb2.Event(offers_rescinded=events_pb2.OffersRescinded(
+                expired.append(events_pb2.Event(offers_rescinded=events_pb2.OffersRescinded(
                     offer_ids=stale, reason="OFFER_TIMEOUT")))
-        expired: list[events_pb2.Event] = []
         for framework_id in sorted(cluster.frameworks):
             framework = cluster.frameworks.get(framework_id)
             if framework is None or framework.connected:
@@ -359,7 +365,6 @@ class Leader:
             if ts >= deadline:
                 expired.append(events_pb2.Event(framework_removed=events_pb2.FrameworkRemoved(
                     framework_id=framework_id, reason="FAILOVER_TIMEOUT")))
-        monotonic = time.monotonic()
         timeout = self._agent_timeout_s()
         for agent_id in sorted(cluster.agents):
             agent = cluster.agents.get(agent_id)
@@ -372,5 +377,4 @@ class Leader:
                     stream.close()
                 expired.append(events_pb2.Event(agent_marked_unreachable=events_pb2.AgentMarkedUnreachable(
                     agent_id=agent_id, reason=f"no answer to pings for {timeout:g} s")))
-        # Proposed together: the log's group commit makes them few entries, not one round each.
-        await asyncio.gather(*(self.propose(event) for event in expired))
+        return expired
