@@ -30,7 +30,6 @@ from mesos_es.core import allocator
 from mesos_es.core.convert import (
     TERMINAL_STATES,
     InvalidObject,
-    agent_info_from_json,
     canonical_json,
     framework_info_from_json,
     id_value,
@@ -372,36 +371,8 @@ class SimLeader(Leader):
     def register(self, src: str, call: dict, reply, conn=None) -> None:
         """`register`: by digest or with the task list; the stream opens once committed, and
         launches that may never have reached the agent are sent again."""
-        body = scheduler_api.section(call, "register")
-        info = agent_info_from_json(body.get("agent_info"))
-        agent_id = id_value(body, "agent_id", required=False)
-        cluster = self.state
-        retried = False  # a first REGISTER again (the same registration key): its REGISTERED was lost
-        if not agent_id and "registration_key" in body:
-            agent_id = agent_api._agent_id_for(body["registration_key"])
-            retried = agent_id in cluster.agents or agent_id in cluster.removed_agents
-            if not retried:
-                agent_id = ""
-        if agent_id and agent_id in cluster.removed_agents:
-            reply(409, {"error": f"agent {agent_id} was removed"})
-            return
-        reports = [events_pb2.TaskReport(framework_id=id_value(t, "framework_id"), task_id=id_value(t, "task_id"),
-                                         state=mesos_pb2.TaskState.Value(t["state"])) for t in body.get("tasks") or []]
-        if retried:  # its tasks left as they are while it is reachable (a late copy must not lose them)
-            known = cluster.agents.get(agent_id)
-            event = events_pb2.Event(agent_reregistered=events_pb2.AgentReregistered(
-                agent_id=agent_id, agent_info=info, tasks_unchanged=known is not None and known.reachable))
-        elif agent_id:
-            unchanged = "tasks" not in body and isinstance(body.get("tasks_digest"), str)
-            if unchanged and not agent_api.digest_matches(self.master, agent_id, body["tasks_digest"]):
-                reply(412, {"error": "the task digest differs from this master's view", "tasks_required": True})
-                return
-            event = events_pb2.Event(agent_reregistered=events_pb2.AgentReregistered(
-                agent_id=agent_id, agent_info=info, tasks=reports, tasks_unchanged=unchanged))
-        else:
-            key = body.get("registration_key")
-            agent_id = agent_api._agent_id_for(key) if key is not None else self.world.new_id("S0")
-            event = events_pb2.Event(agent_registered=events_pb2.AgentRegistered(agent_id=agent_id, agent_info=info))
+        agent_id, event, reports = agent_api.registration(
+            self.master, scheduler_api.section(call, "register"), lambda: self.world.new_id("S0"))
         stream = Stream(self.master.net, self.master, src, "agent", agent_id, self.world.new_id("stream"), conn)
         previous = self.agents.get(agent_id)
         self.agents[agent_id] = stream
@@ -421,11 +392,8 @@ class SimLeader(Leader):
             stream.on_server_end = self._agent_stream_ended
             stream.open({"type": "REGISTERED", "registered": {
                 "agent_id": ident(agent_id), "ping_interval_seconds": self.config.agent_ping_timeout_s}})
-            reported = {(r.framework_id, r.task_id) for r in reports}
-            for framework_id, task_id in sorted(self.master.state.index.agent_tasks.get(agent_id, ())):
-                task = cluster.frameworks[framework_id].tasks.get(task_id)
-                if task is not None and task.state == mesos_pb2.TASK_STAGING and (framework_id, task_id) not in reported:
-                    self.send_run_task(agent_id, framework_id, task_id)
+            for framework_id, task_id in agent_api.unsent_launches(self.master, agent_id, reports):
+                self.send_run_task(agent_id, framework_id, task_id)
 
         self.propose(event, done)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Callable
 
 import structlog
 from aiohttp import web
@@ -69,10 +70,44 @@ async def agent_api(request: web.Request) -> web.StreamResponse:
 async def register(request: web.Request, call: dict) -> web.StreamResponse:
     master = request.app[MASTER]
     leader = master.leader_shell
-    body = section(call, "register")
+    agent_id, event, reports = registration(master, section(call, "register"), lambda: new_id("S0"))
+    stream = EventStream(request, "agent", agent_id)
+    previous = leader.agents.get(agent_id)
+    leader.agents[agent_id] = stream
+    if previous is not None:
+        previous.close()
+    try:
+        proposed = await propose(request, event)
+        if isinstance(proposed.result, Rejected):
+            raise bad_request(proposed.result.reason)
+    except BaseException:
+        if leader.agents.get(agent_id) is stream:
+            del leader.agents[agent_id]
+        raise
+    leader.agent_seen[agent_id] = time.monotonic()
+    await stream.open({"type": "REGISTERED", "registered": {
+        "agent_id": ident(agent_id), "ping_interval_seconds": master.config.agent_ping_timeout_s}})
+    info = (event.agent_reregistered if event.HasField("agent_reregistered") else event.agent_registered).agent_info
+    log.info("agent_registered", agent_id=agent_id, hostname=info.hostname,
+             reregistered=event.HasField("agent_reregistered"),
+             tasks_unchanged=event.agent_reregistered.tasks_unchanged)
+    for framework_id, task_id in unsent_launches(master, agent_id, reports):
+        leader.send_run_task(agent_id, framework_id, task_id)
+    try:
+        await stream.run()
+    finally:
+        if leader.agents.get(agent_id) is stream:
+            del leader.agents[agent_id]
+    return stream.response
+
+
+def registration(master, body: dict, new_agent_id: Callable[[], str]) -> tuple[str, events_pb2.Event, list]:
+    """What a REGISTER commits: (agent id, AgentRegistered or AgentReregistered, the tasks it
+    reported). Raises the HTTP error that refuses it: 400 malformed, 409 a removed agent, 412
+    a task digest that differs from this master's view (the simulator, chaos/sim, runs this too)."""
     info = agent_info_from_json(body.get("agent_info"))
     agent_id = id_value(body, "agent_id", required=False)
-    cluster = leader.state
+    cluster = master.replica.state.cluster
     retried = False  # a first REGISTER again: its REGISTERED was lost
     if not agent_id and "registration_key" in body:
         agent_id = _agent_id_for(body["registration_key"])
@@ -90,10 +125,10 @@ async def register(request: web.Request, call: dict) -> web.StreamResponse:
                                              task_id=id_value(task, "task_id"),
                                              state=mesos_pb2.TaskState.Value(state)))
     if retried:
-        # It runs nothing the master does not know under the id it never learnt (launches sent
-        # there are resent below), so its tasks are left as they are; and a late copy of its
-        # first REGISTER, arriving after it learnt its id and runs tasks, must not report them
-        # lost. Once it is unreachable, its (empty) report is reconciled as any other.
+        # It runs nothing the master does not know under the id it never learnt (its launches
+        # are sent again, see unsent_launches), so its tasks are left as they are; and a late
+        # copy of its first REGISTER, arriving after it learnt its id and runs tasks, must not
+        # report them lost. Once it is unreachable, its (empty) report is reconciled as any other.
         known = cluster.agents.get(agent_id)
         event = events_pb2.Event(agent_reregistered=events_pb2.AgentReregistered(
             agent_id=agent_id, agent_info=info, tasks_unchanged=known is not None and known.reachable))
@@ -106,40 +141,23 @@ async def register(request: web.Request, call: dict) -> web.StreamResponse:
             agent_id=agent_id, agent_info=info, tasks=reports, tasks_unchanged=unchanged))
     else:
         key = body.get("registration_key")
-        agent_id = _agent_id_for(key) if key is not None else new_id("S0")
+        agent_id = _agent_id_for(key) if key is not None else new_agent_id()
         event = events_pb2.Event(agent_registered=events_pb2.AgentRegistered(agent_id=agent_id, agent_info=info))
-    stream = EventStream(request, "agent", agent_id)
-    previous = leader.agents.get(agent_id)
-    leader.agents[agent_id] = stream
-    if previous is not None:
-        previous.close()
-    try:
-        proposed = await propose(request, event)
-        if isinstance(proposed.result, Rejected):
-            raise bad_request(proposed.result.reason)
-    except BaseException:
-        if leader.agents.get(agent_id) is stream:
-            del leader.agents[agent_id]
-        raise
-    leader.agent_seen[agent_id] = time.monotonic()
-    await stream.open({"type": "REGISTERED", "registered": {
-        "agent_id": ident(agent_id), "ping_interval_seconds": master.config.agent_ping_timeout_s}})
-    log.info("agent_registered", agent_id=agent_id, hostname=info.hostname,
-             reregistered=event.HasField("agent_reregistered"),
-             tasks_unchanged=event.agent_reregistered.tasks_unchanged)
-    # Launches that may never have reached it (sent to a stream that died, or by a previous
-    # leader): the agent ignores task ids it already runs.
+    return agent_id, event, reports
+
+
+def unsent_launches(master, agent_id: str, reports: list) -> list[tuple[str, str]]:
+    """(framework id, task id) of the agent's launches that may never have reached it (sent to
+    a stream that died, or by a previous leader), to send again once it registered: its
+    STAGING tasks it did not report. The agent ignores task ids it already runs."""
+    state = master.replica.state
     reported = {(r.framework_id, r.task_id) for r in reports}
-    for framework_id, task_id in sorted(master.replica.state.index.agent_tasks.get(agent_id, ())):
-        task = cluster.frameworks[framework_id].tasks.get(task_id)
+    out = []
+    for framework_id, task_id in sorted(state.index.agent_tasks.get(agent_id, ())):
+        task = state.cluster.frameworks[framework_id].tasks.get(task_id)
         if task is not None and task.state == mesos_pb2.TASK_STAGING and (framework_id, task_id) not in reported:
-            leader.send_run_task(agent_id, framework_id, task_id)
-    try:
-        await stream.run()
-    finally:
-        if leader.agents.get(agent_id) is stream:
-            del leader.agents[agent_id]
-    return stream.response
+            out.append((framework_id, task_id))
+    return out
 
 
 def _agent_id_for(key) -> str:
