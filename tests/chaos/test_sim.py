@@ -26,11 +26,11 @@ def sim(*argv: str) -> int:
 
 
 def test_seeds_pass_and_the_output_names_the_parameters_then_each_seed(capsys):
-    assert sim("--seeds", "60") == 0
+    assert sim("--seeds", "200") == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("chaos sim: 60 seeds from 0; 3 masters; faults ")
+    assert lines[0].startswith("chaos sim: 200 seeds from 0; 3 masters; faults ")
     assert lines[2].startswith("seed 0 ... ok (")
-    assert lines[-1].startswith("60 seeds in ") and lines[-1].endswith("60 passed, 0 failed")
+    assert lines[-1].startswith("200 seeds in ") and lines[-1].endswith("200 passed, 0 failed")
 
 
 def test_seeds_pass_with_five_masters_and_without_faults():
