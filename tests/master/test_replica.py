@@ -5,8 +5,9 @@ import asyncio
 from mesos_es.core import digest
 from mesos_es.log.interface import Committed
 from mesos_es.log.memory import MemoryCluster
-from mesos_es.master.replica import Replica
-from mesos_es.pb import events_pb2
+from mesos_es.master.replica import Replica, snapshot_bytes
+from mesos_es.pb import events_pb2, state_pb2
+from mesos_es.replay.synthetic import history
 
 
 def appended(log, data):
@@ -59,3 +60,13 @@ def test_undecodable_entries_are_skipped_and_counted(tmp_path):
     outcome = replica.apply(Committed(1, b"\xff\xff\xff", b"h" * 32))
     assert replica.state.position == 1 and "undecodable" in outcome.reason
     assert replica.digest() == (1, digest.digest(replica.state))
+
+
+def test_snapshot_bytes_are_the_snapshot_message():
+    replica = Replica()
+    for position, payload in enumerate(history(300), start=1):
+        replica.apply(Committed(position, payload, b"\0" * 32))
+    chain_hash = bytes(range(32))
+    expected = state_pb2.StateSnapshot(state=digest.to_proto(replica.state), chain_hash=chain_hash)
+    assert state_pb2.StateSnapshot.FromString(snapshot_bytes(replica.state, chain_hash)) == expected
+    assert len(replica.state.cluster.agents) > 0
