@@ -68,5 +68,7 @@ def test_snapshot_bytes_are_the_snapshot_message():
         replica.apply(Committed(position, payload, b"\0" * 32))
     chain_hash = bytes(range(32))
     expected = state_pb2.StateSnapshot(state=digest.to_proto(replica.state), chain_hash=chain_hash)
-    assert state_pb2.StateSnapshot.FromString(snapshot_bytes(replica.state, chain_hash)) == expected
+    data = snapshot_bytes(replica.state, chain_hash)
+    assert state_pb2.StateSnapshot.FromString(data) == expected
+    assert digest.canonical_bytes(replica.state) in data  # the canonical serialization, in pieces
     assert len(replica.state.cluster.agents) > 0
