@@ -14,6 +14,7 @@ come from the event, and a stale or conflicting event is a deterministic `Reject
 from __future__ import annotations
 
 import bisect
+import heapq
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -53,7 +54,7 @@ def legal_transition(old: int, new: int) -> bool:
 def _scalars(resources: Resources) -> Resources:
     """Only the scalar part: sums across agents of ranges or sets (ports) are meaningless,
     as the same port range on two agents would merge into one."""
-    return Resources({k: v for k, v in resources.items() if isinstance(v, int)})
+    return resources.scalar_part()
 
 
 @dataclass
@@ -74,6 +75,11 @@ class ClusterIndex:
     # resources by task key and by offer id, so a release does not re-parse the protobuf
     task_resources: dict[tuple[str, str], Resources] = field(default_factory=dict)
     offer_resources: dict[str, Resources] = field(default_factory=dict)
+    # (framework, agent, expires_ms) of each filter, in the list's order, to bisect it in C;
+    # and the same as (expires_ms, framework, agent) in a heap, so that adding a filter drops
+    # the expired ones without looking at the others.
+    filter_keys: list[tuple[str, str, int]] = field(default_factory=list)
+    filter_expiries: list[tuple[int, str, str]] = field(default_factory=list)
     # agent -> (the parts `available` was computed from, its result); see `available`
     _available: dict[str, tuple] = field(default_factory=dict, repr=False, compare=False)
 
@@ -85,12 +91,12 @@ class ClusterIndex:
 
     def available(self, agent_id: str) -> Resources:
         """Neither used by tasks nor offered. Memoized: every change to an agent replaces one
-        of its (immutable) parts, so the memo holds while the parts are the same objects; an
-        allocation cycle asks this of every agent, and few change between cycles."""
+        of its (immutable) parts, so the memo holds while the parts are the same (or equal)
+        values; an allocation cycle asks this of every agent, and few change between cycles."""
         parts = (self.agent_total.get(agent_id), self.agent_revocable.get(agent_id),
                  self.agent_used.get(agent_id), self.agent_offered.get(agent_id))
         memo = self._available.get(agent_id)
-        if memo is not None and all(a is b for a, b in zip(memo[0], parts, strict=True)):
+        if memo is not None and memo[0] == parts:  # tuples compare their items by identity first
             return memo[1]
         total, used, offered = self.total(agent_id), parts[2] or EMPTY, parts[3] or EMPTY
         try:
@@ -116,6 +122,7 @@ class ClusterIndex:
                                     resources_from_proto(task.info.resources))
         for offer in cluster.offers.values():
             index.hold_offer(offer, resources_from_proto(offer.resources))
+        index.filter_keys, index.filter_expiries = _filter_keys(cluster.filters)
         return index
 
     def snapshot(self) -> tuple:
@@ -126,12 +133,14 @@ class ClusterIndex:
             dict(self.agent_total), clean(self.agent_revocable), clean(self.agent_used), clean(self.agent_offered),
             {f: clean(r) for f, r in self.allocated.items() if clean(r)}, clean(self.agent_tasks),
             set(self.offered_pairs), dict(self.task_resources), dict(self.offer_resources),
+            list(self.filter_keys), sorted(self.filter_expiries),
         )
 
     # -- bookkeeping used by the appliers ---------------------------------------------------
     def hold_task(self, framework_id, task_id, agent_id, role, resources: Resources) -> None:
         self.agent_used[agent_id] = self.agent_used[agent_id] + resources
-        self.allocated[framework_id][role] = self.allocated[framework_id][role] + _scalars(resources)
+        held = self.allocated[framework_id]
+        held[role] = held[role] + _scalars(resources)
         self.agent_tasks[agent_id].add((framework_id, task_id))
         self.task_resources[(framework_id, task_id)] = resources
 
@@ -140,22 +149,27 @@ class ClusterIndex:
         if resources is None:
             return
         self.agent_used[agent_id] = self.agent_used[agent_id] - resources
-        self.allocated[framework_id][role] = self.allocated[framework_id][role] - _scalars(resources)
+        held = self.allocated[framework_id]
+        held[role] = held[role] - _scalars(resources)
         self.agent_tasks[agent_id].discard((framework_id, task_id))
 
     def hold_offer(self, offer: mesos_pb2.Offer, resources: Resources) -> None:
-        self.agent_offered[offer.agent_id] = self.agent_offered[offer.agent_id] + resources
-        self.allocated[offer.framework_id][offer.role] = (self.allocated[offer.framework_id][offer.role]
-                                                          + _scalars(resources))
-        self.offered_pairs.add((offer.framework_id, offer.agent_id))
-        self.offer_resources[offer.id] = resources
+        self.hold_offer_of(offer.id, offer.framework_id, offer.agent_id, offer.role, resources)
 
-    def release_offer(self, offer: mesos_pb2.Offer) -> Resources:
-        resources = self.offer_resources.pop(offer.id)
-        self.agent_offered[offer.agent_id] = self.agent_offered[offer.agent_id] - resources
-        self.allocated[offer.framework_id][offer.role] = (self.allocated[offer.framework_id][offer.role]
-                                                          - _scalars(resources))
-        self.offered_pairs.discard((offer.framework_id, offer.agent_id))
+    def hold_offer_of(self, offer_id: str, framework_id: str, agent_id: str, role: str, resources: Resources) -> None:
+        """`hold_offer`, from fields the caller has already read."""
+        self.agent_offered[agent_id] = self.agent_offered[agent_id] + resources
+        held = self.allocated[framework_id]
+        held[role] = held[role] + _scalars(resources)
+        self.offered_pairs.add((framework_id, agent_id))
+        self.offer_resources[offer_id] = resources
+
+    def release_offer(self, offer_id: str, framework_id: str, agent_id: str, role: str) -> Resources:
+        resources = self.offer_resources.pop(offer_id)
+        self.agent_offered[agent_id] = self.agent_offered[agent_id] - resources
+        held = self.allocated[framework_id]
+        held[role] = held[role] - _scalars(resources)
+        self.offered_pairs.discard((framework_id, agent_id))
         return resources
 
 
@@ -171,46 +185,87 @@ def _master_status(task_id: str, agent_id: str, state: int, reason: str, message
 def _parse(items) -> Resources | None:
     """Resources carried by an event, or None when they are malformed (negative, NaN, empty
     ranges, one name with two types). The HTTP layer refuses such resources, so only a buggy
-    leader writes them; every replica then rejects the event alike instead of raising."""
-    try:
-        return resources_from_proto(items)
-    except ResourceError:
-        return None
+    leader writes them; every replica then rejects the event alike instead of raising.
+
+    Memoized on the resources' bytes: the same few task sizes and offer shapes come back
+    all the time, and parsing costs ten times the lookup. The result (immutable) depends only
+    on the messages the bytes encode, so the memo changes nothing but the time."""
+    key = tuple(map(_SERIALIZE, items))
+    parsed = _PARSED.get(key, _UNPARSED)
+    if parsed is _UNPARSED:
+        try:
+            parsed = resources_from_proto(items)
+        except ResourceError:
+            parsed = None
+        if len(_PARSED) >= PARSED_KEPT:
+            _PARSED.clear()
+        _PARSED[key] = parsed
+    return parsed
 
 
-def _remove_offer(state, offer_id: str) -> mesos_pb2.Offer | None:
-    cluster = state.cluster
-    if offer_id not in cluster.offers:
+PARSED_KEPT = 10_000
+_SERIALIZE = mesos_pb2.Resource.SerializeToString
+_PARSED: dict[tuple[bytes, ...], Resources | None] = {}
+_UNPARSED = object()
+
+
+def _remove_offer(state, offer_id: str) -> tuple[str, str, Resources] | None:
+    """Remove the offer and release what it held: (its framework, its agent, its resources)."""
+    offers = state.cluster.offers
+    offer = offers.get(offer_id)
+    if offer is None:
         return None
-    offer = mesos_pb2.Offer()
-    offer.CopyFrom(cluster.offers[offer_id])
-    del cluster.offers[offer_id]
-    state.index.release_offer(offer)
+    framework_id, agent_id = offer.framework_id, offer.agent_id
+    resources = state.index.release_offer(offer_id, framework_id, agent_id, offer.role)
+    del offers[offer_id]
     state.changes.offers.add(offer_id)
-    return offer
+    return framework_id, agent_id, resources
 
 
 def _rescind_where(state, predicate) -> list[fx.Effect]:
     out = []
     for offer_id in sorted(state.cluster.offers):
-        offer = state.cluster.offers[offer_id]
-        if predicate(offer):
-            _remove_offer(state, offer_id)
-            out.append(fx.RescindOffer(offer.framework_id, offer_id))
+        if predicate(state.cluster.offers[offer_id]):
+            framework_id, _, _ = _remove_offer(state, offer_id)
+            out.append(fx.RescindOffer(framework_id, offer_id))
     return out
 
 
-def _drop_filters(state, dropped) -> None:
-    """Remove the filters for which `dropped(filter)` is true (the rest stay in order)."""
-    cluster, kept = state.cluster, []
-    for f in cluster.filters:
-        if dropped(f):
-            state.changes.filters.add((f.framework_id, f.agent_id))
+def _filter_keys(filters) -> tuple[list[tuple[str, str, int]], list[tuple[int, str, str]]]:
+    """ClusterIndex.filter_keys and filter_expiries of these filters."""
+    keys = [_filter_key(f) for f in filters]
+    expiries = [(expires_ms, framework_id, agent_id) for framework_id, agent_id, expires_ms in keys]
+    heapq.heapify(expiries)
+    return keys, expiries
+
+
+def _drop_framework_filters(state, framework_id: str) -> None:
+    """Remove the framework's filters (the rest stay in order)."""
+    cluster, index, kept = state.cluster, state.index, []
+    for f, key in zip(cluster.filters[:], index.filter_keys, strict=True):
+        if key[0] == framework_id:
+            state.changes.filters.add((framework_id, key[1]))
         else:
             kept.append(f)
     if len(kept) != len(cluster.filters):
         del cluster.filters[:]
         cluster.filters.extend(kept)
+        index.filter_keys, index.filter_expiries = _filter_keys(kept)
+
+
+def _drop_expired_filters(state, ts_ms: int) -> None:
+    """Remove the filters that expire at or before `ts_ms`, found by their expiries' heap."""
+    filters, index, changed = state.cluster.filters, state.index, state.changes.filters
+    keys, expiries = index.filter_keys, index.filter_expiries
+    while expiries and expiries[0][0] <= ts_ms:
+        expires_ms, framework_id, agent_id = heapq.heappop(expiries)
+        # Filters alike in all three sit together; the first of their entries takes them all.
+        key = (framework_id, agent_id, expires_ms)
+        first, last = bisect.bisect_left(keys, key), bisect.bisect_right(keys, key)
+        if first < last:
+            del filters[first:last]
+            del keys[first:last]
+            changed.add((framework_id, agent_id))
 
 
 def _add_filter(state, framework_id: str, agent_id: str, resources: Resources, refuse_seconds: float,
@@ -219,18 +274,35 @@ def _add_filter(state, framework_id: str, agent_id: str, resources: Resources, r
     if not refuse > 0 or not resources:  # NaN too: int(NaN) would raise
         return
     filters = state.cluster.filters
-    if any(f.expires_ms <= ts_ms for f in filters):  # expired ones go on the way
-        _drop_filters(state, lambda f: f.expires_ms <= ts_ms)
-    new = state_pb2.Filter(framework_id=framework_id, agent_id=agent_id, expires_ms=ts_ms + int(refuse * 1000),
-                           resources=resources_to_proto(resources))
+    _drop_expired_filters(state, ts_ms)  # on the way
+    expires_ms = ts_ms + int(refuse * 1000)
+    new = state_pb2.Filter(framework_id=framework_id, agent_id=agent_id, expires_ms=expires_ms,
+                           resources=_filter_resources(resources))
     # Into its place in the documented order, without rebuilding the list.
-    at = bisect.bisect_right(filters, (framework_id, agent_id, new.expires_ms), key=_filter_key)
+    index, key = state.index, (framework_id, agent_id, expires_ms)
+    at = bisect.bisect_right(index.filter_keys, key)
     filters.insert(at, new)
+    index.filter_keys.insert(at, key)
+    heapq.heappush(index.filter_expiries, (expires_ms, framework_id, agent_id))
     state.changes.filters.add((framework_id, agent_id))
 
 
 def _filter_key(f: state_pb2.Filter) -> tuple[str, str, int]:
     return f.framework_id, f.agent_id, f.expires_ms
+
+
+def _filter_resources(resources: Resources) -> tuple[mesos_pb2.Resource, ...]:
+    """`resources_to_proto`, memoized: what an ACCEPT leaves of an agent's offer repeats a lot
+    (nine filters in ten in bench replay's history). The Filter copies the messages."""
+    out = _FILTER_RESOURCES.get(resources)
+    if out is None:
+        if len(_FILTER_RESOURCES) >= PARSED_KEPT:
+            _FILTER_RESOURCES.clear()
+        out = _FILTER_RESOURCES[resources] = tuple(resources_to_proto(resources))
+    return out
+
+
+_FILTER_RESOURCES: dict[Resources, tuple[mesos_pb2.Resource, ...]] = {}
 
 
 def _push_bounded(repeated, item, bound: int) -> None:
@@ -239,31 +311,30 @@ def _push_bounded(repeated, item, bound: int) -> None:
         del repeated[: len(repeated) - bound]
 
 
-def _finish_task(state, framework: state_pb2.Framework, task_id: str) -> None:
+def _finish_task(state, framework_id: str, framework: state_pb2.Framework, task_id: str) -> None:
     """Move an acknowledged terminal task to the framework's completed list."""
-    task = framework.tasks[task_id]
-    completed = state_pb2.Task()
-    completed.CopyFrom(task)
-    del framework.tasks[task_id]
-    framework.completed_tasks.append(completed)
-    if len(framework.completed_tasks) > COMPLETED_TASKS_KEPT:
-        del framework.completed_tasks[: len(framework.completed_tasks) - COMPLETED_TASKS_KEPT]
-    state.changes.tasks.add((framework.id, task_id))
-    state.changes.frameworks.add(framework.id)
+    completed, tasks = framework.completed_tasks, framework.tasks
+    completed.add().CopyFrom(tasks[task_id])
+    del tasks[task_id]
+    if len(completed) > COMPLETED_TASKS_KEPT:
+        del completed[: len(completed) - COMPLETED_TASKS_KEPT]
+    state.changes.tasks.add((framework_id, task_id))
+    state.changes.frameworks.add(framework_id)
 
 
-def _transition(state, framework: state_pb2.Framework, task: state_pb2.Task, status: mesos_pb2.TaskStatus,
-                track_ack: bool) -> None:
+def _transition(state, framework_id: str, framework: state_pb2.Framework, task_id: str, task: state_pb2.Task,
+                status: mesos_pb2.TaskStatus, track_ack: bool) -> None:
     """Record a new status; release resources on a terminal state."""
-    state.changes.tasks.add((framework.id, task.info.task_id))
-    task.state = status.state
+    new = status.state
+    state.changes.tasks.add((framework_id, task_id))
+    task.state = new
     task.latest_status.CopyFrom(status)
     if track_ack and status.uuid:
         task.unacknowledged.append(status)
-    if status.state in TERMINAL_STATES:
-        state.index.release_task(framework.id, task.info.task_id, task.info.agent_id, task.role)
+    if new in TERMINAL_STATES:
+        state.index.release_task(framework_id, task_id, task.info.agent_id, task.role)
         if not task.unacknowledged:
-            _finish_task(state, framework, task.info.task_id)
+            _finish_task(state, framework_id, framework, task_id)
 
 
 def _partition_aware(framework: state_pb2.Framework) -> bool:
@@ -289,7 +360,7 @@ def _lose_agent_tasks(state, agent_id: str, ts_ms: int, unreachable: bool, messa
             task.latest_status.CopyFrom(status)
             state.changes.tasks.add((framework_id, task_id))
         else:
-            _transition(state, framework, task, status, track_ack=False)
+            _transition(state, framework_id, framework, task_id, task, status, track_ack=False)
         effects.append(fx.ForwardUpdate(framework_id, status))
     return effects
 
@@ -402,7 +473,7 @@ def apply_framework_removed(state, position: int, event: events_pb2.Event) -> Ou
     state.changes.frameworks.add(e.framework_id)
     del cluster.frameworks[e.framework_id]
     state.index.allocated.pop(e.framework_id, None)
-    _drop_filters(state, lambda f: f.framework_id == e.framework_id)
+    _drop_framework_filters(state, e.framework_id)
     _push_bounded(cluster.removed_frameworks, e.framework_id, REMOVED_IDS_KEPT)
     state.changes.cluster = True
     return Applied(tuple(effects))
@@ -438,7 +509,7 @@ def apply_framework_revived(state, position: int, event: events_pb2.Event) -> Ou
     del framework.suppressed_roles[:]
     framework.suppressed_roles.extend(sorted(roles))
     state.changes.frameworks.add(e.framework_id)
-    _drop_filters(state, lambda f: f.framework_id == e.framework_id)
+    _drop_framework_filters(state, e.framework_id)
     return Applied()
 
 
@@ -539,7 +610,7 @@ def apply_agent_reregistered(state, position: int, event: events_pb2.Event) -> O
             status = _master_status(task_id, e.agent_id, now, "REASON_AGENT_REREGISTERED",
                                     "agent re-registered", event.timestamp_ms, task.info.executor_id)
             if now in TERMINAL_STATES:  # it ended meanwhile: its resources are free again
-                _transition(state, framework, task, status, track_ack=False)
+                _transition(state, framework_id, framework, task_id, task, status, track_ack=False)
             else:
                 task.state = now
                 task.latest_status.CopyFrom(status)
@@ -554,7 +625,7 @@ def apply_agent_reregistered(state, position: int, event: events_pb2.Event) -> O
         status = _master_status(task_id, e.agent_id, gone, "REASON_RECONCILIATION",
                                 "task unknown to the agent after it re-registered", event.timestamp_ms,
                                 task.info.executor_id)
-        _transition(state, framework, task, status, track_ack=False)
+        _transition(state, framework_id, framework, task_id, task, status, track_ack=False)
         effects.append(fx.ForwardUpdate(framework_id, status))
     return Applied(tuple(effects))
 
@@ -592,7 +663,7 @@ def apply_agent_removed(state, position: int, event: events_pb2.Event) -> Outcom
         status = _master_status(task_id, e.agent_id, S.TASK_LOST if not _partition_aware(framework) else S.TASK_GONE,
                                 "REASON_AGENT_REMOVED", e.reason or "agent removed", event.timestamp_ms,
                                 task.info.executor_id)
-        _transition(state, framework, task, status, track_ack=False)
+        _transition(state, framework_id, framework, task_id, task, status, track_ack=False)
         effects.append(fx.ForwardUpdate(framework_id, status))
     del cluster.agents[e.agent_id]
     state.index.agent_total.pop(e.agent_id, None)
@@ -609,28 +680,39 @@ def apply_offers_made(state, position: int, event: events_pb2.Event) -> Outcome:
     role (not suppressed), its agent reachable, no other offer to the same framework on that
     agent, and its resources available and usable by the role (revocable ones only for
     REVOCABLE_RESOURCES frameworks). Other offers are dropped as stale."""
-    cluster, index = state.cluster, state.index
+    cluster, index, changed = state.cluster, state.index, state.changes.offers
+    offers, ts = cluster.offers, event.timestamp_ms
     sent: dict[str, list[str]] = defaultdict(list)
     stale = 0
+    # Looked up once per framework and agent: making offers changes neither.
+    wants: dict[str, tuple[frozenset[str], bool] | None] = {}  # roles offered to, takes revocable
+    reachable: dict[str, bool] = {}
     for offer in event.offers_made.offers:
-        framework = cluster.frameworks.get(offer.framework_id)
-        agent = cluster.agents.get(offer.agent_id)
-        resources = _parse(offer.resources)
-        if (framework is None or resources is None or not framework.connected or agent is None or not agent.reachable
-                or not offer.id or offer.id in cluster.offers
-                or (offer.framework_id, offer.agent_id) in index.offered_pairs
-                or offer.role not in framework.info.roles or offer.role in framework.suppressed_roles
-                or not resources or resources.allocatable_to(offer.role) != resources
-                or (resources.revocable() and "REVOCABLE_RESOURCES" not in framework.info.capabilities)
-                or not index.available(offer.agent_id).contains(resources)):
+        offer_id, framework_id, agent_id, role = offer.id, offer.framework_id, offer.agent_id, offer.role
+        if framework_id not in wants:
+            framework = cluster.frameworks.get(framework_id)
+            wants[framework_id] = None if framework is None or not framework.connected else (
+                frozenset(framework.info.roles).difference(framework.suppressed_roles),
+                "REVOCABLE_RESOURCES" in framework.info.capabilities)
+        if agent_id not in reachable:
+            agent = cluster.agents.get(agent_id)
+            reachable[agent_id] = agent is not None and agent.reachable
+        framework_wants = wants[framework_id]
+        resources = None
+        if (framework_wants is not None and reachable[agent_id] and offer_id and offer_id not in offers
+                and (framework_id, agent_id) not in index.offered_pairs and role in framework_wants[0]):
+            resources = _parse(offer.resources)
+        if (not resources or not resources.is_allocatable_to(role)
+                or (not framework_wants[1] and resources.has_revocable())
+                or not index.available(agent_id).contains(resources)):
             stale += 1  # the state moved on since the allocator ran (a SUPPRESS, say)
             continue
-        stored = cluster.offers[offer.id]
+        stored = offers[offer_id]
         stored.CopyFrom(offer)
-        stored.offered_at_ms = event.timestamp_ms
-        index.hold_offer(offer, resources)
-        state.changes.offers.add(offer.id)
-        sent[offer.framework_id].append(offer.id)
+        stored.offered_at_ms = ts
+        index.hold_offer_of(offer_id, framework_id, agent_id, role, resources)
+        changed.add(offer_id)
+        sent[framework_id].append(offer_id)
     effects = tuple(fx.SendOffers(fid, tuple(ids)) for fid, ids in sorted(sent.items()))
     return Applied(effects, note=f"{stale} stale offers dropped" if stale else "")
 
@@ -639,9 +721,9 @@ def apply_offers_rescinded(state, position: int, event: events_pb2.Event) -> Out
     """Remove the named offers that still exist; unknown ids are ignored."""
     effects = []
     for offer_id in event.offers_rescinded.offer_ids:
-        offer = _remove_offer(state, offer_id)
-        if offer is not None:
-            effects.append(fx.RescindOffer(offer.framework_id, offer_id))
+        removed = _remove_offer(state, offer_id)
+        if removed is not None:
+            effects.append(fx.RescindOffer(removed[0], offer_id))
     return Applied(tuple(effects))
 
 
@@ -656,10 +738,9 @@ def apply_offers_declined(state, position: int, event: events_pb2.Event) -> Outc
         offer = state.cluster.offers.get(offer_id)
         if offer is None or offer.framework_id != e.framework_id:
             continue
-        offer = _remove_offer(state, offer_id)
+        _, agent_id, resources = _remove_offer(state, offer_id)
         refuse = DEFAULT_REFUSE_SECONDS if e.refuse_seconds < 0 else e.refuse_seconds
-        _add_filter(state, e.framework_id, offer.agent_id, resources_from_proto(offer.resources), refuse,
-                    event.timestamp_ms)
+        _add_filter(state, e.framework_id, agent_id, resources, refuse, event.timestamp_ms)
         declined += 1
     return Applied(note=f"{declined} declined")
 
@@ -668,13 +749,14 @@ def _fit(pool: Resources, wanted: Resources, role: str) -> str:
     """Why `wanted` cannot come out of `pool` for `role`, or '' when it can."""
     if not wanted:
         return "a task must use some resources"
-    if wanted.revocable() and not pool.revocable().contains(wanted.revocable()):
+    if wanted.has_revocable() and not pool.revocable().contains(wanted.revocable()):
         return "revocable resources not in the offer"
     if not pool.contains(wanted):
         return "resources not in the offers: wanted " + to_text(wanted) + ", offered " + to_text(pool)
-    for kind in wanted:
-        if kind.role not in ("*", role) and not role.startswith(kind.role + "/"):
-            return f"resources reserved to {kind.role!r} cannot be used by role {role!r}"
+    if not wanted.is_allocatable_to(role):
+        for kind in wanted:
+            if kind.role not in ("*", role) and not role.startswith(kind.role + "/"):
+                return f"resources reserved to {kind.role!r} cannot be used by role {role!r}"
     return ""
 
 
@@ -686,14 +768,18 @@ def apply_offers_accepted(state, position: int, event: events_pb2.Event) -> Outc
     Rejected: unknown framework."""
     e = event.offers_accepted
     cluster, index = state.cluster, state.index
-    framework = cluster.frameworks.get(e.framework_id)
+    framework_id = e.framework_id
+    framework = cluster.frameworks.get(framework_id)
     if framework is None:
         return Rejected("unknown framework")
     ts = event.timestamp_ms
-    offers = [cluster.offers.get(oid) for oid in e.offer_ids]
-    valid = [o for o in offers if o is not None and o.framework_id == e.framework_id]
+    # Repeated fields are read as slices (lists): iterating one directly ends on an IndexError
+    # that upb formats, which costs as much as the loop.
+    offer_ids, operations = e.offer_ids[:], e.operations[:]
+    offers = [cluster.offers.get(oid) for oid in offer_ids]
+    valid = [o for o in offers if o is not None and o.framework_id == framework_id]
     effects: list[fx.Effect] = []
-    launches = [t for op in e.operations if op.type in ("LAUNCH", "LAUNCH_GROUP") for t in op.task_infos]
+    launches = [t for op in operations if op.type in ("LAUNCH", "LAUNCH_GROUP") for t in op.task_infos[:]]
 
     def drop_all(reason: str, message: str) -> Outcome:
         for task in launches:
@@ -701,16 +787,16 @@ def apply_offers_accepted(state, position: int, event: events_pb2.Event) -> Outc
                 # A copy of a LAUNCH already applied (a retried or duplicated ACCEPT): the task
                 # is not dropped, and its own updates tell the framework how it goes.
                 continue
-            effects.append(fx.ForwardUpdate(e.framework_id, _master_status(
+            effects.append(fx.ForwardUpdate(framework_id, _master_status(
                 task.task_id, task.agent_id, S.TASK_DROPPED, reason, message, ts)))
         # Offers that did exist go back to the pool, as in Mesos.
         for offer_id in sorted({o.id for o in valid}):
             _remove_offer(state, offer_id)
         return Applied(tuple(effects), note=message)
 
-    if not e.offer_ids:
+    if not offer_ids:
         return drop_all("REASON_INVALID_OFFERS", "no offers given")
-    if len(valid) != len(offers) or len(set(e.offer_ids)) != len(e.offer_ids):
+    if len(valid) != len(offers) or len(set(offer_ids)) != len(offer_ids):
         return drop_all("REASON_INVALID_OFFERS", "offer no longer valid (rescinded, declined, used or unknown)")
     agents = {o.agent_id for o in valid}
     roles = {o.role for o in valid}
@@ -718,15 +804,16 @@ def apply_offers_accepted(state, position: int, event: events_pb2.Event) -> Outc
         return drop_all("REASON_INVALID_OFFERS", "offers from different agents or roles cannot be combined")
     agent_id, role = agents.pop(), roles.pop()
     pool = EMPTY
-    for offer_id in e.offer_ids:
-        pool = pool + index.offer_resources[offer_id]
-        _remove_offer(state, offer_id)
+    for offer_id in offer_ids:
+        pool = pool + _remove_offer(state, offer_id)[2]
 
-    for op in e.operations:
-        if op.type in ("LAUNCH", "LAUNCH_GROUP"):
-            group = [t for t in op.task_infos]
+    for op in operations:
+        op_type = op.type
+        if op_type in ("LAUNCH", "LAUNCH_GROUP"):
+            group = op.task_infos[:]
+            task_ids = [t.task_id for t in group]
             executor_resources = EMPTY
-            errors = op.error or _launch_errors(framework, group, agent_id)
+            errors = op.error or _launch_errors(framework, group, task_ids, agent_id)
             parsed = [_parse(t.resources) for t in group]
             wanted = EMPTY
             try:
@@ -739,32 +826,36 @@ def apply_offers_accepted(state, position: int, event: events_pb2.Event) -> Outc
             why = errors or _fit(pool, wanted, role)
             if why:
                 for t in group:
-                    effects.append(fx.ForwardUpdate(e.framework_id, _master_status(
+                    effects.append(fx.ForwardUpdate(framework_id, _master_status(
                         t.task_id, agent_id, S.TASK_ERROR, "REASON_TASK_INVALID", why, ts, t.executor_id)))
                 continue
             pool = pool - wanted - executor_resources
-            for t, resources in zip(group, parsed, strict=True):
-                task = framework.tasks[t.task_id]
-                task.info.CopyFrom(t)
-                task.info.agent_id = agent_id
-                task.framework_id = e.framework_id
+            tasks, changed = framework.tasks, state.changes.tasks
+            for t, task_id, resources in zip(group, task_ids, parsed, strict=True):
+                task = tasks[task_id]
+                info = task.info
+                info.CopyFrom(t)
+                info.agent_id = agent_id
+                task.framework_id = framework_id
                 task.role = role
                 task.state = S.TASK_STAGING
                 task.launched_at_ms = ts
-                state.changes.tasks.add((e.framework_id, t.task_id))
-                task.latest_status.CopyFrom(_master_status(t.task_id, agent_id, S.TASK_STAGING, "", "", ts,
-                                                           t.executor_id))
-                index.hold_task(e.framework_id, t.task_id, agent_id, role, resources)
-            if op.type == "LAUNCH":
-                effects.extend(fx.RunTask(agent_id, e.framework_id, t.task_id) for t in group)
+                changed.add((framework_id, task_id))
+                # _master_status(task_id, agent_id, TASK_STAGING, "", "", ts, executor_id), set
+                # in place (the task is new): constructing and copying a status costs three times.
+                staging = task.latest_status
+                staging.task_id, staging.state, staging.source = task_id, S.TASK_STAGING, "SOURCE_MASTER"
+                staging.timestamp, staging.agent_id, staging.executor_id = ts / 1000, agent_id, info.executor_id
+                index.hold_task(framework_id, task_id, agent_id, role, resources)
+            if op_type == "LAUNCH":
+                effects.extend([fx.RunTask(agent_id, framework_id, task_id) for task_id in task_ids])
             else:
-                effects.append(fx.RunTaskGroup(agent_id, e.framework_id, tuple(t.task_id for t in group),
-                                               op.executor_json))
-        elif op.type in ("RESERVE", "UNRESERVE"):
+                effects.append(fx.RunTaskGroup(agent_id, framework_id, tuple(task_ids), op.executor_json))
+        elif op_type in ("RESERVE", "UNRESERVE"):
             # An invalid reservation changes nothing (Mesos drops the operation).
-            change = _reservation_sides(_parse(op.resources), reserve=op.type == "RESERVE")
+            change = _reservation_sides(_parse(op.resources), reserve=op_type == "RESERVE")
             if change is None or not pool.contains(change[0]) or any(
-                    op.type == "RESERVE" and k.role not in (role,) and not k.role.startswith(role + "/")
+                    op_type == "RESERVE" and k.role not in (role,) and not k.role.startswith(role + "/")
                     for k in change[1]):
                 continue
             source, result = change
@@ -777,21 +868,22 @@ def apply_offers_accepted(state, position: int, event: events_pb2.Event) -> Outc
             cluster.agents[agent_id].info.ClearField("resources")
             cluster.agents[agent_id].info.resources.extend(resources_to_proto(index.agent_total[agent_id]))
             state.changes.agents.add(agent_id)
-    _add_filter(state, e.framework_id, agent_id, pool, DEFAULT_REFUSE_SECONDS if e.refuse_seconds < 0
-                else e.refuse_seconds, ts)
+    refuse = e.refuse_seconds
+    _add_filter(state, framework_id, agent_id, pool, DEFAULT_REFUSE_SECONDS if refuse < 0 else refuse, ts)
     return Applied(tuple(effects))
 
 
-def _launch_errors(framework: state_pb2.Framework, tasks, agent_id: str) -> str:
-    seen = set()
-    for t in tasks:
-        if not t.task_id:
+def _launch_errors(framework: state_pb2.Framework, tasks, task_ids: list[str], agent_id: str) -> str:
+    seen, known = set(), framework.tasks
+    for t, task_id in zip(tasks, task_ids, strict=True):
+        if not task_id:
             return "task_id is required"
-        if t.task_id in framework.tasks or t.task_id in seen:
-            return f"task id {t.task_id!r} is already in use"
-        if t.agent_id and t.agent_id != agent_id:
-            return f"task {t.task_id} names agent {t.agent_id}, not the offers' agent {agent_id}"
-        seen.add(t.task_id)
+        if task_id in known or task_id in seen:
+            return f"task id {task_id!r} is already in use"
+        named = t.agent_id
+        if named and named != agent_id:
+            return f"task {task_id} names agent {named}, not the offers' agent {agent_id}"
+        seen.add(task_id)
     return ""
 
 
@@ -801,54 +893,60 @@ def apply_task_status_updated(state, position: int, event: events_pb2.Event) -> 
     another agent or with an illegal transition change nothing (the agent is told to stop
     resending); updates while the task's agent is unreachable are ignored (it resends them)."""
     e = event.task_status_updated
-    status = e.status
-    framework = state.cluster.frameworks.get(e.framework_id)
-    ack = (fx.AcknowledgeToAgent(status.agent_id, e.framework_id, status.task_id, status.uuid),) if status.uuid else ()
+    status, framework_id = e.status, e.framework_id
+    task_id, uuid, reported_by = status.task_id, status.uuid, status.agent_id
+
+    def ack() -> tuple:  # built only when answered: most updates are forwarded instead
+        return (fx.AcknowledgeToAgent(reported_by, framework_id, task_id, uuid),) if uuid else ()
+
+    framework = state.cluster.frameworks.get(framework_id)
     if framework is None:
         # Nobody will acknowledge it: release the agent from resending.
-        return Rejected("unknown framework") if not ack else Applied(ack, note="framework unknown")
-    task = framework.tasks.get(status.task_id)
+        return Applied(ack(), note="framework unknown") if uuid else Rejected("unknown framework")
+    task = framework.tasks.get(task_id)
     if task is None:
-        return Applied(ack, note="task unknown")
-    if status.agent_id and status.agent_id != task.info.agent_id:
-        return Applied(ack, note=f"task {status.task_id} is not on agent {status.agent_id}")
-    agent = state.cluster.agents.get(task.info.agent_id)
+        return Applied(ack(), note="task unknown")
+    agent_id = task.info.agent_id
+    if reported_by and reported_by != agent_id:
+        return Applied(ack(), note=f"task {task_id} is not on agent {reported_by}")
+    agent = state.cluster.agents.get(agent_id)
     if agent is None or not agent.reachable:
         # As Mesos ignores updates from agents it does not consider registered: the agent
         # sends the update again once it has re-registered (and reported its tasks).
         return Applied(note="the task's agent is unreachable")
-    if status.uuid and any(u.uuid == status.uuid for u in task.unacknowledged):
+    if uuid and any(u.uuid == uuid for u in task.unacknowledged[:]):
         return Applied(note="duplicate")
-    if status.uuid and task.latest_status.uuid == status.uuid:
-        return Applied(ack, note="already acknowledged")
-    if not legal_transition(task.state, status.state):
-        return Applied(ack, note=f"illegal transition {S.TaskState.Name(task.state)} -> "
-                                 f"{S.TaskState.Name(status.state)}")
-    _transition(state, framework, task, status, track_ack=True)
-    return Applied((fx.ForwardUpdate(e.framework_id, status),))
+    if uuid and task.latest_status.uuid == uuid:
+        return Applied(ack(), note="already acknowledged")
+    old, new = task.state, status.state
+    if not legal_transition(old, new):
+        return Applied(ack(), note=f"illegal transition {S.TaskState.Name(old)} -> {S.TaskState.Name(new)}")
+    _transition(state, framework_id, framework, task_id, task, status, track_ack=True)
+    return Applied((fx.ForwardUpdate(framework_id, status),))
 
 
 def apply_status_update_acknowledged(state, position: int, event: events_pb2.Event) -> Outcome:
     """Drop the acknowledged update and tell the agent; a terminal task with nothing
     left to acknowledge moves to the completed tasks. Rejected: unknown framework, task or uuid."""
     e = event.status_update_acknowledged
-    framework = state.cluster.frameworks.get(e.framework_id)
+    framework_id, task_id, uuid = e.framework_id, e.task_id, e.uuid
+    framework = state.cluster.frameworks.get(framework_id)
     if framework is None:
         return Rejected("unknown framework")
-    task = framework.tasks.get(e.task_id)
+    task = framework.tasks.get(task_id)
     if task is None:
         return Rejected("unknown task")
-    pending = [u.uuid for u in task.unacknowledged]
-    if e.uuid not in pending:
+    unacknowledged = task.unacknowledged
+    acknowledged = [i for i, u in enumerate(unacknowledged[:]) if u.uuid == uuid]
+    if not acknowledged:
         return Rejected("no such unacknowledged update")
-    kept = [u for u in task.unacknowledged if u.uuid != e.uuid]
-    del task.unacknowledged[:]
-    task.unacknowledged.extend(kept)
-    state.changes.tasks.add((e.framework_id, e.task_id))
+    for i in reversed(acknowledged):
+        del unacknowledged[i]
+    state.changes.tasks.add((framework_id, task_id))
     agent_id = e.agent_id or task.info.agent_id
-    if task.state in TERMINAL_STATES and not task.unacknowledged:
-        _finish_task(state, framework, e.task_id)
-    return Applied((fx.AcknowledgeToAgent(agent_id, e.framework_id, e.task_id, e.uuid),))
+    if not unacknowledged and task.state in TERMINAL_STATES:
+        _finish_task(state, framework_id, framework, task_id)
+    return Applied((fx.AcknowledgeToAgent(agent_id, framework_id, task_id, uuid),))
 
 
 def apply_task_kill_requested(state, position: int, event: events_pb2.Event) -> Outcome:
@@ -999,9 +1097,9 @@ def apply_resources_revoked(state, position: int, event: events_pb2.Event) -> Ou
     cluster = state.cluster
     effects: list[fx.Effect] = []
     for offer_id in e.offer_ids:
-        offer = _remove_offer(state, offer_id)
-        if offer is not None:
-            effects.append(fx.RescindOffer(offer.framework_id, offer_id))
+        removed = _remove_offer(state, offer_id)
+        if removed is not None:
+            effects.append(fx.RescindOffer(removed[0], offer_id))
     policy = canonical_json({"grace_period": {"nanoseconds": max(0, e.grace_period_ms) * 1_000_000}})
     skipped = 0
     for revoked in e.tasks:

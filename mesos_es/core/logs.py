@@ -63,22 +63,25 @@ def apply_log_entry_appended(state: State, position: int, envelope: events_pb2.E
     """Append the entry at the log's ending + 1 (creating the log), or answer the first
     position of an earlier append with the same idempotency key. Rejected: a bad log name or key."""
     event = envelope.log_entry_appended
-    problem = log_name_problem(event.log) or idempotency_key_problem(event.idempotency_key)
+    name, key = event.log, event.idempotency_key
+    log = state.logs.get(name)
+    # An existing log's name passed this check when the log was created.
+    problem = (log is None and log_name_problem(name)) or (key and idempotency_key_problem(key))
     if problem:
         return Rejected(problem)
-    log = state.logs.get(event.log)
     if log is None:
-        log = state.logs[event.log] = NamedLog(name=event.log)
-    key = event.idempotency_key
-    if key and key in log.recent_keys:
-        return Appended(log=log.name, position=log.recent_keys[key], duplicate=True)
+        log = state.logs[name] = NamedLog(name=name)
+    recent_keys = log.recent_keys
+    if key and key in recent_keys:
+        return Appended(log=name, position=recent_keys[key], duplicate=True)
     log.log_positions.append(position)
-    state.changes.logs.add(log.name)
+    ending = log.beginning + len(log.log_positions) - 1  # log.ending
+    state.changes.logs.add(name)
     if key:
-        log.recent_keys[key] = log.ending
-        if len(log.recent_keys) > MAX_RECENT_KEYS:
-            del log.recent_keys[next(iter(log.recent_keys))]
-    return Appended(log=log.name, position=log.ending)
+        recent_keys[key] = ending
+        if len(recent_keys) > MAX_RECENT_KEYS:
+            del recent_keys[next(iter(recent_keys))]
+    return Appended(log=name, position=ending)
 
 
 def apply_log_truncated(state: State, position: int, envelope: events_pb2.Event) -> Outcome:

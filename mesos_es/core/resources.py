@@ -47,18 +47,23 @@ class Kind(NamedTuple):
 
 
 Value = int | tuple[tuple[int, int], ...] | tuple[str, ...]  # milli-scalar, ranges, set items
+_new = object.__new__
 
 
 def _merge_ranges(ranges: Iterable[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
-    merged: list[list[int]] = []
+    merged: list[tuple[int, int]] = []
+    first = last = -2
     for begin, end in sorted(ranges):
         if begin > end:
             raise ResourceError(f"range [{begin}-{end}] is empty")
-        if merged and begin <= merged[-1][1] + 1:
-            merged[-1][1] = max(merged[-1][1], end)
+        if merged and begin <= last + 1:
+            if end > last:
+                last = end
+                merged[-1] = (first, last)
         else:
-            merged.append([begin, end])
-    return tuple((b, e) for b, e in merged)
+            first, last = begin, end
+            merged.append((first, last))
+    return tuple(merged)
 
 
 def _subtract_ranges(have: tuple[tuple[int, int], ...], take: tuple[tuple[int, int], ...]):
@@ -78,7 +83,13 @@ def _subtract_ranges(have: tuple[tuple[int, int], ...], take: tuple[tuple[int, i
 
 
 def _ranges_contain(have: tuple[tuple[int, int], ...], want: tuple[tuple[int, int], ...]) -> bool:
-    return all(any(b <= wb and we <= e for b, e in have) for wb, we in want)
+    for wb, we in want:  # loops, not all(any(...)): the allocator and the fold call it a lot
+        for b, e in have:
+            if b <= wb and we <= e:
+                break
+        else:
+            return False
+    return True
 
 
 def _is_empty(value: Value) -> bool:
@@ -100,10 +111,11 @@ def _shape(value: Value) -> int:
 class Resources(Mapping[Kind, Value]):
     """An immutable bag of resources, keyed by Kind. `a + b`, `a - b`, `a.contains(b)`."""
 
-    __slots__ = ("_items",)
+    __slots__ = ("_items", "_scalar_part")
 
     def __init__(self, items: Mapping[Kind, Value] | None = None):
         self._items: dict[Kind, Value] = {k: v for k, v in (items or {}).items() if not _is_empty(v)}
+        self._scalar_part: Resources | None = None
 
     # -- Mapping -----------------------------------------------------------------------
     def __getitem__(self, kind: Kind) -> Value:
@@ -144,6 +156,7 @@ class Resources(Mapping[Kind, Value]):
         values, ranges merged and sorted, sets sorted."""
         out = cls.__new__(cls)
         out._items = items
+        out._scalar_part = None
         return out
 
     def __eq__(self, other) -> bool:
@@ -163,6 +176,7 @@ class Resources(Mapping[Kind, Value]):
         """From a dict known to hold no empty value."""
         out = object.__new__(cls)
         out._items = items
+        out._scalar_part = None
         return out
 
     def __add__(self, other: Resources) -> Resources:
@@ -183,7 +197,9 @@ class Resources(Mapping[Kind, Value]):
                 items[kind] = _merge_ranges(mine + value)
             else:
                 items[kind] = tuple(sorted(set(mine) | set(value)))
-        return Resources._trusted(items)
+        out = _new(Resources)  # Resources._trusted(items), inline
+        out._items, out._scalar_part = items, None
+        return out
 
     def __sub__(self, other: Resources) -> Resources:
         """Remove `other`; raises ResourceError unless `self.contains(other)`."""
@@ -206,7 +222,9 @@ class Resources(Mapping[Kind, Value]):
                 items[kind] = left
             else:
                 del items[kind]
-        return Resources._trusted(items)
+        out = _new(Resources)  # Resources._trusted(items), inline
+        out._items, out._scalar_part = items, None
+        return out
 
     def saturating_sub(self, other: Resources) -> Resources:
         """Remove as much of `other` as is here, never going below nothing: what an agent still
@@ -253,6 +271,30 @@ class Resources(Mapping[Kind, Value]):
             if isinstance(value, int):
                 totals[kind.name] = totals.get(kind.name, 0) + value
         return {name: milli / 1000 for name, milli in sorted(totals.items())}
+
+    def scalar_part(self) -> Resources:
+        """Only the scalar entries; computed once per (immutable) Resources, since the index
+        takes it of the same task's or offer's resources when it holds and releases them."""
+        part = self._scalar_part
+        if part is None:
+            items = self._items
+            part = self if all(v.__class__ is int for v in items.values()) else Resources._trusted(
+                {k: v for k, v in items.items() if v.__class__ is int})
+            self._scalar_part = part
+        return part
+
+    def is_allocatable_to(self, role: str) -> bool:
+        """`self.allocatable_to(role) == self`, without building it."""
+        for kind in self._items:
+            if kind.reservations:
+                reserved = kind.reservations[-1].role
+                if reserved != UNRESERVED and reserved != role and not role.startswith(reserved + "/"):
+                    return False
+        return True
+
+    def has_revocable(self) -> bool:
+        """`bool(self.revocable())`, without building it."""
+        return any(kind.revocable for kind in self._items)
 
     def filter(self, predicate) -> Resources:
         return Resources({k: v for k, v in self._items.items() if predicate(k)})

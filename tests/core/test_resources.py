@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -45,3 +47,34 @@ def test_to_dict_and_from_canonical_round_trip_a_subset(r, removed):
 def test_from_canonical_adopts_without_copying():
     items = parse_text("cpus:1;mem:64").to_dict()
     assert Resources.from_canonical(items).to_dict() == items
+
+
+ROLE_KINDS = [Kind("cpus"), Kind("cpus", (Reservation("a", "STATIC"),)), Kind("mem", (Reservation("a/x"),)),
+              Kind("mem", (Reservation("*"),)), Kind("disk", (Reservation("b"), Reservation("b/y"))),
+              Kind("cpus", (), True), Kind("ports")]
+
+
+@given(st.dictionaries(st.sampled_from(ROLE_KINDS), st.integers(1, 9)), st.sampled_from(["a", "a/x", "b", "b/y/z", "*"]))
+def test_the_fast_checks_agree_with_the_filters(items, role):
+    r = Resources({k: ((1, v),) if k.name == "ports" else v for k, v in items.items()})
+    assert r.is_allocatable_to(role) == (r.allocatable_to(role) == r)
+    assert r.has_revocable() == bool(r.revocable())
+    assert r.scalar_part() == Resources({k: v for k, v in r.items() if isinstance(v, int)})
+    assert r.scalar_part() is r.scalar_part()  # computed once
+
+
+range_lists = st.lists(st.tuples(st.integers(0, 40), st.integers(0, 8)).map(lambda r: (r[0], r[0] + r[1])), max_size=6)
+
+
+@given(range_lists, range_lists)
+def test_range_helpers_agree_with_sets_of_ports(have, want):
+    from mesos_es.core.resources import _merge_ranges, _ranges_contain
+
+    def ports(ranges):
+        return {p for b, e in ranges for p in range(b, e + 1)}
+
+    merged = _merge_ranges(have)
+    assert ports(merged) == ports(have)
+    assert all(b <= e for b, e in merged) and all(e + 1 < b for (_, e), (b, _) in itertools.pairwise(merged))
+    wanted = _merge_ranges(want)
+    assert _ranges_contain(merged, wanted) == (ports(wanted) <= ports(merged))
