@@ -147,78 +147,10 @@ class Replica:
 
 
 def snapshot_bytes(state: State, chain_hash: bytes) -> bytes:
-    """A serialized `StateSnapshot(state=to_proto(state), chain_hash=chain_hash)`, without
-    copying the cluster into new messages, and one framework, task, agent or offer at a time.
-
-    The fold waits while a snapshot is serialized (the state must not change meanwhile), and
-    protobuf's serializer holds the GIL for a whole call: serialized in one call, a large
-    cluster (0.3 s at 5,000 agents and 50,000 tasks, seconds at 40,000 agents) kept pysyncobj's
-    tick thread from sending heartbeats for that long, long enough at scale for followers to
-    call an election. Between the pieces the tick thread gets the GIL. The bytes are the
-    canonical serialization (mesos_es/core/digest.py), in 0.38-0.48 s at that size against
-    0.35-0.44 s for the copies into a `StateSnapshot` message this replaced."""
-    rest = canonical.to_proto_without_cluster(state).SerializeToString(deterministic=True)
-    parts = [rest]
-    cluster: list[bytes] = []
-    _pieces(state.cluster, cluster, _SPLIT)
-    _length_delimited(parts, state_pb2.State.CLUSTER_FIELD_NUMBER, b"".join(cluster))
-    state_bytes = b"".join(parts)
+    """A serialized `StateSnapshot(state=to_proto(state), chain_hash=chain_hash)`, framed around
+    the state's canonical bytes, which are built without copying the cluster and in pieces that
+    let the Raft tick thread run (see `canonical_bytes`): the fold waits while it is built."""
     out: list[bytes] = []
-    _length_delimited(out, state_pb2.StateSnapshot.STATE_FIELD_NUMBER, state_bytes)
-    _length_delimited(out, state_pb2.StateSnapshot.CHAIN_HASH_FIELD_NUMBER, chain_hash)
+    canonical.length_delimited(out, state_pb2.StateSnapshot.STATE_FIELD_NUMBER, canonical.canonical_bytes(state))
+    canonical.length_delimited(out, state_pb2.StateSnapshot.CHAIN_HASH_FIELD_NUMBER, chain_hash)
     return b"".join(out)
-
-
-# Map fields serialized an entry at a time, and the fields of their values to split again.
-_SPLIT = {"frameworks": {"tasks": {}}, "agents": {}, "offers": {}, "roles": {}}
-
-
-def _pieces(message, out: list[bytes], split: dict) -> None:
-    """Append `message`'s encoding to `out`: its fields in number order, the map fields named
-    in `split` one entry at a time (sorted by key, as deterministic serialization does)."""
-    if not split:
-        out.append(message.SerializeToString(deterministic=True))
-        return
-    for field in sorted(message.DESCRIPTOR.fields, key=lambda f: f.number):
-        if field.name in split:
-            container = getattr(message, field.name)
-            tag, inner = _varint((field.number << 3) | 2), split[field.name]
-            for key in sorted(container):
-                if inner:
-                    value_parts: list[bytes] = []
-                    _pieces(container[key], value_parts, inner)
-                    value = b"".join(value_parts)
-                else:
-                    value = container[key].SerializeToString(deterministic=True)
-                k = key.encode()
-                entry = b"".join((b"\n", _varint(len(k)), k, b"\x12", _varint(len(value)), value))
-                out.extend((tag, _varint(len(entry)), entry))
-            continue
-        alone = type(message)()
-        if field.is_repeated:
-            getattr(alone, field.name).extend(getattr(message, field.name))
-        elif field.message_type is not None:
-            if message.HasField(field.name):
-                getattr(alone, field.name).CopyFrom(getattr(message, field.name))
-        else:
-            setattr(alone, field.name, getattr(message, field.name))
-        out.append(alone.SerializeToString(deterministic=True))
-
-
-def _length_delimited(out: list[bytes], number: int, data: bytes) -> None:
-    out.extend((_varint((number << 3) | 2), _varint(len(data)), data))
-
-
-
-def _varint(n: int) -> bytes:
-    if n < 128:
-        return _SMALL_VARINTS[n]
-    out = bytearray()
-    while True:
-        low, n = n & 0x7F, n >> 7
-        out.append(low | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-_SMALL_VARINTS = [bytes([n]) for n in range(128)]
