@@ -45,10 +45,8 @@ import math
 import os
 import platform
 import resource
-import shutil
 import signal
 import sys
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -57,6 +55,7 @@ from pathlib import Path
 from mesos_es.bench.master import (
     BenchError,
     _Cluster,
+    case_work_dir,
     _cpu_seconds,
     _master_flags,
     _own_cpu_seconds,
@@ -390,14 +389,7 @@ def _cpu(cluster: _FailoverCluster, leader: str | None = None) -> dict:
 
 async def _run_case(agents: int, completed: int, settings: Settings, row: dict) -> None:
     with contextlib.ExitStack() as stack:
-        if settings.work_dir is not None:
-            work = settings.work_dir / f"{agents}a-{completed}c"
-            if work.exists():
-                shutil.rmtree(work)
-            work.mkdir(parents=True)
-        else:
-            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mesos-es-bench-failover-",
-                                                                        ignore_cleanup_errors=True)))
+        work = case_work_dir(stack, settings.work_dir, f"{agents}a-{completed}c", "failover")
         cluster = _FailoverCluster(work, 3, agents, settings)
         seeders: list[_Seeder] = []
         try:

@@ -246,18 +246,24 @@ async def _run_cases(cases: list[tuple[int, int]], settings: Settings) -> list[d
     return rows
 
 
+def case_work_dir(stack: contextlib.ExitStack, work_dir: Path | None, name: str, bench: str) -> Path:
+    """A case's work dir: `work_dir/name`, emptied, when the processes' files are to be kept;
+    else a temporary one that `stack` removes."""
+    if work_dir is None:
+        return Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"mesos-es-bench-{bench}-",
+                                                                    ignore_cleanup_errors=True)))
+    work = work_dir / name
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    return work
+
+
 async def _run_case(masters: int, agents: int, settings: Settings, row: dict) -> None:
     import aiohttp
 
     with contextlib.ExitStack() as stack:
-        if settings.work_dir is not None:
-            work = settings.work_dir / f"{masters}m-{agents}a"
-            if work.exists():
-                shutil.rmtree(work)
-            work.mkdir(parents=True)
-        else:
-            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mesos-es-bench-master-",
-                                                                        ignore_cleanup_errors=True)))
+        work = case_work_dir(stack, settings.work_dir, f"{masters}m-{agents}a", "master")
         cluster = _Cluster(work, masters, agents, settings)
         frameworks: list[_Framework] = []
         try:
