@@ -25,6 +25,7 @@ import functools
 import logging
 import os
 import pickle
+import random
 import threading
 import time
 import zlib
@@ -107,6 +108,9 @@ class RaftConfig:
     tick_period_s: float = 0.005
     election_timeout_min_s: float = 0.3
     election_timeout_max_s: float = 0.6
+    # Ask the others before starting an election (see `pre_vote_granted`); off only to
+    # compare with pysyncobj's own behaviour.
+    pre_vote: bool = True
     connection_retry_s: float = 0.3
     # pysyncobj compacts its journal past this many Raft entries, or this often.
     compaction_min_entries: int = 2_000
@@ -159,12 +163,36 @@ class _DurableTransport(TCPTransport):
 
 _CREATE_JOURNAL_LOCK = threading.Lock()
 
+# After its connection to the leader closes, a follower asks for pre-votes within this
+# (random) delay: a killed leader's connections close at once, and the survivors should
+# not wait out the election timeout to notice. The jitter spreads the two survivors' rounds.
+LEADER_LOST_JITTER_S = 0.05
+
+
+def pre_vote_granted(*, leading: bool, leader_alive: bool, candidate_term: int, term: int,
+                     candidate_log: tuple[int, int], log: tuple[int, int]) -> bool:
+    """Whether a replica tells a would-be candidate that an election at `candidate_term`
+    would get its vote (Raft's pre-vote, Ongaro's thesis section 9.6). A replica that still
+    hears from a live leader, or leads, says no: so a replica that was cut off or stalled
+    (a paused process, a starved tick thread) cannot depose a working leader by raising the
+    term when it comes back, and only a majority that lost the leader starts an election.
+    Logs are (last term, last index); answering records nothing (no term, no vote)."""
+    return not leading and not leader_alive and candidate_term > term and candidate_log >= log
+
 
 class _Node(SyncObj):
-    def __init__(self, address: str, peers: Sequence[str], conf: SyncObjConf, journal: DurableJournal, on_entry):
+    def __init__(self, address: str, peers: Sequence[str], conf: SyncObjConf, journal: DurableJournal, on_entry,
+                 pre_vote: bool = True):
         self.journal = journal
         self._on_entry = on_entry
         self.leader_contact: float | None = None  # monotonic time of the leader's last append_entries
+        self.pre_vote = pre_vote
+        # The running pre-vote round: the term it asks for and the grants so far; set when a
+        # majority granted it, so that the next tick runs pysyncobj's election.
+        self._pre_vote_term: int | None = None
+        self._pre_vote_grants = 0
+        self._election_granted = False
+        self._lost_leader = None  # the leader whose connection we saw close
         with _CREATE_JOURNAL_LOCK:
             original = pysyncobj.syncobj.createJournal
             pysyncobj.syncobj.createJournal = lambda _path: journal
@@ -177,10 +205,90 @@ class _Node(SyncObj):
         # Entries added during the last tick become durable before this tick counts the
         # leader's own copy toward a commit.
         self.journal.sync()
+        if self.pre_vote:
+            self._pre_vote_tick()
         super()._onTick(timeToWait)
 
+    # -- pre-vote (pysyncobj's private state is reached by its mangled names) ---------------
+
+    def _pre_vote_tick(self) -> None:
+        """Before pysyncobj's tick: when the election deadline has passed, run a pre-vote
+        round instead of an election (pushing the deadline on), unless a round just passed.
+        A follower whose connection to the leader closed brings its deadline forward."""
+        if not self._SyncObj__transport.ready or self._SyncObj__selfNode is None:
+            return
+        state = self._SyncObj__raftState
+        if state == _RAFT_STATE.LEADER:
+            self._pre_vote_term, self._election_granted, self._lost_leader = None, False, None
+            return
+        now = time.monotonic()
+        leader = self._SyncObj__raftLeader
+        if leader is not None and leader not in self._SyncObj__connectedNodes:
+            if self._lost_leader is not leader:
+                self._lost_leader = leader
+                self._SyncObj__raftElectionDeadline = min(
+                    self._SyncObj__raftElectionDeadline, now + random.uniform(0, LEADER_LOST_JITTER_S))
+                log.info("raft_leader_connection_lost", leader=leader.id, term=self.raftCurrentTerm)
+        else:
+            self._lost_leader = None
+        if self._SyncObj__raftElectionDeadline >= now or not self._SyncObj__otherNodes:
+            self._election_granted = False  # a leader's message or a vote came first
+            return
+        if self._election_granted or self._SyncObj__transferInProgress:
+            self._election_granted = False  # pysyncobj's tick starts the election now
+            return
+        if not self._SyncObj__connectedNodes:
+            return  # pysyncobj would not start an election either
+        self._SyncObj__raftElectionDeadline = now + self._SyncObj__generateRaftTimeout()
+        self._pre_vote_term, self._pre_vote_grants = self.raftCurrentTerm + 1, 0
+        message = {"type": "pre_vote", "term": self._pre_vote_term,
+                   "last_log_index": self._SyncObj__getCurrentLogIndex(),
+                   "last_log_term": self._SyncObj__getCurrentLogTerm()}
+        for node in self._SyncObj__otherNodes:
+            self._SyncObj__transport.send(node, message)
+
+    def _leader_alive(self) -> bool:
+        """Whether this replica leads, or heard from a leader it is still connected to within
+        the minimum election timeout."""
+        if self._SyncObj__raftState == _RAFT_STATE.LEADER:
+            return True
+        leader = self._SyncObj__raftLeader
+        return (leader is not None and leader in self._SyncObj__connectedNodes and self.leader_contact is not None
+                and time.monotonic() - self.leader_contact < self.conf.raftMinTimeout)
+
+    def _on_pre_vote(self, node, message) -> None:
+        """Answer a pre-vote (`voter_term` lets an asker that is behind in term catch up)."""
+        granted = pre_vote_granted(
+            leading=self._SyncObj__raftState == _RAFT_STATE.LEADER, leader_alive=self._leader_alive(),
+            candidate_term=message["term"], term=self.raftCurrentTerm,
+            candidate_log=(message["last_log_term"], message["last_log_index"]),
+            log=(self._SyncObj__getCurrentLogTerm(), self._SyncObj__getCurrentLogIndex()))
+        self._SyncObj__transport.send(node, {"type": "pre_vote_response", "term": message["term"],
+                                             "granted": granted, "voter_term": self.raftCurrentTerm})
+
+    def _on_pre_vote_response(self, node, message) -> None:
+        if self._SyncObj__raftState == _RAFT_STATE.LEADER or message["term"] != self._pre_vote_term:
+            return  # a round that is over
+        if self._pre_vote_term != self.raftCurrentTerm + 1:
+            self._pre_vote_term = None  # the term moved on meanwhile
+            return
+        if not message["granted"]:
+            if message["voter_term"] > self.raftCurrentTerm:
+                # Behind in term: catch up (as on any message with a higher term), so that
+                # the next round asks for a term the others can grant.
+                self._SyncObj__setCurrentTerm(message["voter_term"], None)
+                self._SyncObj__setState(_RAFT_STATE.FOLLOWER)
+                self._pre_vote_term = None
+            return
+        self._pre_vote_grants += 1
+        if self._pre_vote_grants + 1 > (len(self._SyncObj__otherNodes) + 1) / 2:
+            log.info("raft_pre_vote_passed", term=self._pre_vote_term, grants=self._pre_vote_grants)
+            self._pre_vote_term = None
+            self._election_granted = True
+            self._SyncObj__raftElectionDeadline = 0
+
     def _SyncObj__onMessageReceived(self, node, message):
-        """pysyncobj's message handler, with two fixes.
+        """pysyncobj's message handler, taking our pre-vote messages first, with two fixes.
 
         A late success reply never moves a follower's next index backwards: pysyncobj
         0.3.17 sets nextIndex to the index in any success reply that raises matchIndex,
@@ -193,12 +301,17 @@ class _Node(SyncObj):
         append_entries, including the chunks of a snapshot transfer, which verify nothing
         about the follower's log. A restarted old leader then applied its own uncommitted
         tail, which the new leader had replaced (Raft: only up to the last *new* entry)."""
-        if message.get("type") == "append_entries" and message.get("term", -1) >= self.raftCurrentTerm:
+        kind = message.get("type")
+        if kind == "pre_vote":
+            return self._on_pre_vote(node, message)
+        if kind == "pre_vote_response":
+            return self._on_pre_vote_response(node, message)
+        if kind == "append_entries" and message.get("term", -1) >= self.raftCurrentTerm:
             self.leader_contact = time.monotonic()  # heartbeats included: the leader is alive
-        if message.get("type") == "append_entries" and "prevLogIdx" not in message:
+        if kind == "append_entries" and "prevLogIdx" not in message:
             message = {**message, "commit_index": min(message["commit_index"], self._SyncObj__raftCommitIndex)}
             return SyncObj._SyncObj__onMessageReceived(self, node, message)
-        if message.get("type") != "next_node_idx" or message.get("reset") or not message.get("success"):
+        if kind != "next_node_idx" or message.get("reset") or not message.get("success"):
             return SyncObj._SyncObj__onMessageReceived(self, node, message)
         next_index = self._SyncObj__raftNextIndex
         sent_up_to = next_index.get(node)
@@ -293,7 +406,7 @@ class RaftLog(ReplicatedLog):
             maxBindRetries=20,
             dynamicMembershipChange=False,
         )
-        node = _Node(c.address, c.peers, conf, self.journal, self._on_raft_entry)
+        node = _Node(c.address, c.peers, conf, self.journal, self._on_raft_entry, pre_vote=c.pre_vote)
         try:
             node.waitBinded()
         except SyncObjException as e:

@@ -6,7 +6,7 @@ import pytest
 
 from mesos_es.log.interface import EntryTooLarge, NotLeader, Role
 from mesos_es.log.journal import DurableJournal
-from mesos_es.log.raft import RaftConfig, RaftLog
+from mesos_es.log.raft import RaftConfig, RaftLog, pre_vote_granted
 from tests.support.ports import free_port_block
 
 
@@ -269,3 +269,17 @@ async def test_a_snapshot_chunk_never_commits_the_followers_own_tail(tmp_path):
         assert applied == [(1, b"0"), (2, b"1"), (3, b"2")]  # redelivered from the archive, no 4th
     finally:
         await log.stop()
+
+
+@pytest.mark.parametrize("leading, leader_alive, candidate_term, term, candidate_log, log, granted", [
+    (False, False, 5, 4, (4, 10), (4, 10), True),   # the leader is gone; the same log
+    (False, False, 5, 4, (4, 11), (4, 10), True),   # a longer log of the same last term
+    (False, False, 5, 4, (3, 99), (4, 10), False),  # an older last term loses, however long
+    (False, False, 5, 4, (4, 9), (4, 10), False),   # a shorter log of the same last term
+    (False, True, 5, 4, (4, 10), (4, 10), False),   # this replica still hears from its leader
+    (True, False, 5, 4, (4, 10), (4, 10), False),   # this replica leads
+    (False, False, 4, 4, (4, 10), (4, 10), False),  # the candidate is behind in term
+])
+def test_pre_vote_rule(leading, leader_alive, candidate_term, term, candidate_log, log, granted):
+    assert pre_vote_granted(leading=leading, leader_alive=leader_alive, candidate_term=candidate_term, term=term,
+                            candidate_log=candidate_log, log=log) is granted

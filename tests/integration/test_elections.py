@@ -1,0 +1,72 @@
+"""Three masters as processes: when elections happen, and how fast (Raft pre-vote, and a
+follower noticing that its leader's connection closed)."""
+
+import asyncio
+import os
+import signal
+import time
+
+import pytest
+
+from tests.support.procs import wait_until
+
+pytestmark = pytest.mark.slow
+
+
+async def new_leader(cluster, survivors, old, timeout: float) -> dict:
+    """The leader the survivors agree on, once it is not `old`."""
+    async def agreed():
+        answers = [await cluster.health(m) for m in survivors]
+        leaders = {a["leader"] for a in answers if a}
+        if None in answers or len(leaders) != 1 or old["http"] in leaders or None in leaders:
+            return None
+        return next(m for m in survivors if m["http"] in leaders)
+
+    return await wait_until(agreed, timeout, interval=0.05, what="a new leader")
+
+
+async def terms(cluster, masters) -> list[int]:
+    answers = [await cluster.health(m) for m in masters]
+    assert None not in answers, answers
+    return [a["term"] for a in answers]
+
+
+async def test_a_killed_leader_is_replaced_before_the_election_timeout(make_cluster):
+    # Long election timeouts: waiting them out would take at least 3 s after the kill.
+    cluster = await make_cluster(master_flags={"election_timeout_min_ms": 3000,
+                                               "election_timeout_max_ms": 6000}).start()
+    leader = await cluster.wait_for_leader()
+    survivors = [m for m in cluster.masters if m is not leader]
+    await cluster.wait_converged(cluster.masters)
+    before = max(await terms(cluster, survivors))
+    killed_at = time.monotonic()
+    cluster.kill_master(leader)
+    await new_leader(cluster, survivors, leader, timeout=20)
+    elected_after = time.monotonic() - killed_at
+    # The survivors saw the leader's connections close and asked each other at once.
+    assert elected_after < 2.5, f"a new leader only {elected_after:.2f} s after the kill"
+    after = await terms(cluster, survivors)
+    assert after[0] == after[1] and before < after[0] <= before + 2  # one election, maybe a split vote
+    events = [cluster.log_events(m) for m in survivors]
+    assert any("raft_leader_connection_lost" in e for e in events)
+    assert any("raft_pre_vote_passed" in e for e in events)
+
+
+async def test_a_follower_paused_past_the_election_timeout_does_not_depose_the_leader(make_cluster):
+    cluster = await make_cluster(master_flags={"election_timeout_min_ms": 500,
+                                               "election_timeout_max_ms": 1000}).start()
+    leader = await cluster.wait_for_leader()
+    await cluster.wait_converged(cluster.masters)
+    follower = next(m for m in cluster.masters if m is not leader)
+    before = await terms(cluster, cluster.masters)
+    os.kill(follower["pid"], signal.SIGSTOP)
+    try:
+        await asyncio.sleep(3.0)  # three times the longest election timeout
+    finally:
+        os.kill(follower["pid"], signal.SIGCONT)
+    # Back, its deadline long past, it asks for pre-votes: the others still hear from the
+    # leader and say no, so it neither raises the term nor starts an election.
+    await asyncio.sleep(3.0)
+    assert await cluster.wait_for_leader() is leader
+    assert await terms(cluster, cluster.masters) == before
+    await cluster.wait_converged(cluster.masters)
