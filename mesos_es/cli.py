@@ -34,6 +34,9 @@ def master_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help="write a state snapshot every N positions (default %(default)s)")
     parser.add_argument("--election-timeout-min-ms", type=int, default=1000)
     parser.add_argument("--election-timeout-max-ms", type=int, default=2000)
+    parser.add_argument("--raft-pre-vote", choices=["on", "off"], default="on",
+                        help="ask the other masters before starting an election, so that a master that was "
+                             "paused or cut off cannot depose a working leader (default %(default)s)")
     parser.add_argument("--compaction-min-entries", type=int, default=2_000,
                         help="compact the Raft journal past this many Raft entries (default %(default)s)")
     parser.add_argument("--compaction-interval-s", type=float, default=60.0,
@@ -109,6 +112,7 @@ def master_config(args: argparse.Namespace):
         snapshot_every=args.snapshot_every,
         election_timeout_min_ms=args.election_timeout_min_ms,
         election_timeout_max_ms=args.election_timeout_max_ms,
+        raft_pre_vote=args.raft_pre_vote == "on",
         compaction_min_entries=args.compaction_min_entries,
         compaction_interval_s=args.compaction_interval_s,
         allocation_interval_s=args.allocation_interval_s,

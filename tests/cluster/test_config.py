@@ -104,3 +104,14 @@ def test_agent_flags_accept_mesos_names_dashed_aliases_and_durations(tmp_path):
     result = subprocess.run([sys.executable, "-m", "mesos_es", "agent", "--master", "nonsense",
                              "--work_dir", str(tmp_path)], check=False, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "bad master address" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_raft_pre_vote_is_on_unless_switched_off(tmp_path):
+    from mesos_es.master.main import raft_config
+
+    args = build_parser().parse_args(["master", "--work-dir", str(tmp_path)])
+    assert raft_config(master_config(args)).pre_vote is True
+    args = build_parser().parse_args(["master", "--work-dir", str(tmp_path), "--raft-pre-vote", "off"])
+    assert raft_config(master_config(args)).pre_vote is False
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["master", "--raft-pre-vote", "maybe"])
