@@ -65,23 +65,27 @@ def apply_log_entry_appended(state: State, position: int, envelope: events_pb2.E
     event = envelope.log_entry_appended
     name, key = event.log, event.idempotency_key
     log = state.logs.get(name)
-    # An existing log's name passed this check when the log was created.
-    problem = (log is None and log_name_problem(name)) or (key and idempotency_key_problem(key))
-    if problem:
-        return Rejected(problem)
     if log is None:
+        problem = log_name_problem(name) or (key and idempotency_key_problem(key))
+        if problem:
+            return Rejected(problem)
         log = state.logs[name] = NamedLog(name=name)
+    # An existing log's name passed the check when the log was created; the key's check is
+    # idempotency_key_problem's, inline (the fold's hot path).
+    elif key and (len(key) > MAX_IDEMPOTENCY_KEY_LENGTH or not key.isprintable()):
+        return Rejected(idempotency_key_problem(key))
     recent_keys = log.recent_keys
     if key and key in recent_keys:
-        return Appended(log=name, position=recent_keys[key], duplicate=True)
-    log.log_positions.append(position)
-    ending = log.beginning + len(log.log_positions) - 1  # log.ending
+        return Appended(name, recent_keys[key], True)
+    positions = log.log_positions
+    positions.append(position)
+    ending = log.beginning + len(positions) - 1  # log.ending
     state.changes.logs.add(name)
     if key:
         recent_keys[key] = ending
         if len(recent_keys) > MAX_RECENT_KEYS:
             del recent_keys[next(iter(recent_keys))]
-    return Appended(log=name, position=ending)
+    return Appended(name, ending)
 
 
 def apply_log_truncated(state: State, position: int, envelope: events_pb2.Event) -> Outcome:

@@ -203,17 +203,18 @@ class ArchiveSource(Source):
         size = len(data)
         offset, position = SEGMENT_HEADER.size, start
         unpack_record, unpack_body, crc32 = RECORD_HEADER.unpack_from, BODY_HEADER.unpack_from, zlib.crc32
+        record_header, body_header = RECORD_HEADER.size, BODY_HEADER.size
         view = memoryview(data)
         batch: list[Record] = []
         while offset < size:
             if last is not None and position > last:
                 break
-            if offset + RECORD_HEADER.size > size:
+            body = offset + record_header
+            if body > size:
                 raise TruncatedInput(_torn(path, position, offset, is_last), position)
             length, crc = unpack_record(data, offset)
-            body = offset + RECORD_HEADER.size
             end = body + length
-            if length < BODY_HEADER.size or end > size:
+            if length < body_header or end > size:
                 raise TruncatedInput(_torn(path, position, offset, is_last), position)
             if position < first:  # before the wanted range: skip without checking
                 offset, position = end, position + 1
@@ -225,7 +226,7 @@ class ArchiveSource(Source):
             if record_position != position:
                 raise OutOfOrder(f"{path.name}: the record after position {position - 1} claims position "
                                  f"{record_position} (offset {offset})", position)
-            batch.append((position, data[body + BODY_HEADER.size:end], stored))
+            batch.append((position, data[body + body_header:end], stored))
             if len(batch) >= BATCH:
                 yield batch
                 batch = []
