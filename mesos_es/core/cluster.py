@@ -144,6 +144,17 @@ class ClusterIndex:
         self.agent_tasks[agent_id].add((framework_id, task_id))
         self.task_resources[(framework_id, task_id)] = resources
 
+    def hold_tasks(self, framework_id, agent_id, role, resources: Resources, tasks) -> None:
+        """`hold_task` of each (task id, its resources) in `tasks`, whose sum is `resources`:
+        the sums take the total at once (the same values: the arithmetic is exact)."""
+        self.agent_used[agent_id] = self.agent_used[agent_id] + resources
+        held = self.allocated[framework_id]
+        held[role] = held[role] + _scalars(resources)
+        agent_tasks = self.agent_tasks[agent_id]
+        for task_id, task_resources in tasks:
+            agent_tasks.add((framework_id, task_id))
+            self.task_resources[(framework_id, task_id)] = task_resources
+
     def release_task(self, framework_id, task_id, agent_id, role) -> None:
         resources = self.task_resources.pop((framework_id, task_id), None)
         if resources is None:
@@ -190,7 +201,7 @@ def _parse(items) -> Resources | None:
     Memoized on the resources' bytes: the same few task sizes and offer shapes come back
     all the time, and parsing costs ten times the lookup. The result (immutable) depends only
     on the messages the bytes encode, so the memo changes nothing but the time."""
-    key = tuple(map(_SERIALIZE, items))
+    key = tuple(map(_SERIALIZE, items[:]))  # a slice: upb ends iterations on a formatted IndexError
     parsed = _PARSED.get(key, _UNPARSED)
     if parsed is _UNPARSED:
         try:
@@ -211,15 +222,19 @@ _UNPARSED = object()
 
 def _remove_offer(state, offer_id: str) -> tuple[str, str, Resources] | None:
     """Remove the offer and release what it held: (its framework, its agent, its resources)."""
-    offers = state.cluster.offers
-    offer = offers.get(offer_id)
+    offer = state.cluster.offers.get(offer_id)
     if offer is None:
         return None
     framework_id, agent_id = offer.framework_id, offer.agent_id
-    resources = state.index.release_offer(offer_id, framework_id, agent_id, offer.role)
-    del offers[offer_id]
+    return framework_id, agent_id, _drop_offer(state, offer_id, framework_id, agent_id, offer.role)
+
+
+def _drop_offer(state, offer_id: str, framework_id: str, agent_id: str, role: str) -> Resources:
+    """`_remove_offer` of an existing offer whose fields the caller has read: its resources."""
+    resources = state.index.release_offer(offer_id, framework_id, agent_id, role)
+    del state.cluster.offers[offer_id]
     state.changes.offers.add(offer_id)
-    return framework_id, agent_id, resources
+    return resources
 
 
 def _rescind_where(state, predicate) -> list[fx.Effect]:
@@ -276,8 +291,8 @@ def _add_filter(state, framework_id: str, agent_id: str, resources: Resources, r
     filters = state.cluster.filters
     _drop_expired_filters(state, ts_ms)  # on the way
     expires_ms = ts_ms + int(refuse * 1000)
-    new = state_pb2.Filter(framework_id=framework_id, agent_id=agent_id, expires_ms=expires_ms,
-                           resources=_filter_resources(resources))
+    new = state_pb2.Filter(framework_id=framework_id, agent_id=agent_id, expires_ms=expires_ms)
+    new.MergeFromString(_filter_resources(resources))  # sets only its resources
     # Into its place in the documented order, without rebuilding the list.
     index, key = state.index, (framework_id, agent_id, expires_ms)
     at = bisect.bisect_right(index.filter_keys, key)
@@ -291,18 +306,21 @@ def _filter_key(f: state_pb2.Filter) -> tuple[str, str, int]:
     return f.framework_id, f.agent_id, f.expires_ms
 
 
-def _filter_resources(resources: Resources) -> tuple[mesos_pb2.Resource, ...]:
-    """`resources_to_proto`, memoized: what an ACCEPT leaves of an agent's offer repeats a lot
-    (nine filters in ten in bench replay's history). The Filter copies the messages."""
+def _filter_resources(resources: Resources) -> bytes:
+    """A Filter holding only `resources_to_proto(resources)`, serialized, memoized: what an
+    ACCEPT leaves of an agent's offer repeats a lot (nine filters in ten in bench replay's
+    history), and merging these bytes into a new Filter costs a third of constructing it
+    with the messages."""
     out = _FILTER_RESOURCES.get(resources)
     if out is None:
         if len(_FILTER_RESOURCES) >= PARSED_KEPT:
             _FILTER_RESOURCES.clear()
-        out = _FILTER_RESOURCES[resources] = tuple(resources_to_proto(resources))
+        out = _FILTER_RESOURCES[resources] = state_pb2.Filter(
+            resources=resources_to_proto(resources)).SerializeToString(deterministic=True)
     return out
 
 
-_FILTER_RESOURCES: dict[Resources, tuple[mesos_pb2.Resource, ...]] = {}
+_FILTER_RESOURCES: dict[Resources, bytes] = {}
 
 
 def _push_bounded(repeated, item, bound: int) -> None:
@@ -687,13 +705,13 @@ def apply_offers_made(state, position: int, event: events_pb2.Event) -> Outcome:
     # Looked up once per framework and agent: making offers changes neither.
     wants: dict[str, tuple[frozenset[str], bool] | None] = {}  # roles offered to, takes revocable
     reachable: dict[str, bool] = {}
-    for offer in event.offers_made.offers:
+    for offer in event.offers_made.offers[:]:  # slices: upb ends iterations on a formatted IndexError
         offer_id, framework_id, agent_id, role = offer.id, offer.framework_id, offer.agent_id, offer.role
         if framework_id not in wants:
             framework = cluster.frameworks.get(framework_id)
             wants[framework_id] = None if framework is None or not framework.connected else (
-                frozenset(framework.info.roles).difference(framework.suppressed_roles),
-                "REVOCABLE_RESOURCES" in framework.info.capabilities)
+                frozenset(framework.info.roles[:]).difference(framework.suppressed_roles[:]),
+                "REVOCABLE_RESOURCES" in framework.info.capabilities[:])
         if agent_id not in reachable:
             agent = cluster.agents.get(agent_id)
             reachable[agent_id] = agent is not None and agent.reachable
@@ -720,7 +738,7 @@ def apply_offers_made(state, position: int, event: events_pb2.Event) -> Outcome:
 def apply_offers_rescinded(state, position: int, event: events_pb2.Event) -> Outcome:
     """Remove the named offers that still exist; unknown ids are ignored."""
     effects = []
-    for offer_id in event.offers_rescinded.offer_ids:
+    for offer_id in event.offers_rescinded.offer_ids[:]:
         removed = _remove_offer(state, offer_id)
         if removed is not None:
             effects.append(fx.RescindOffer(removed[0], offer_id))
@@ -731,16 +749,19 @@ def apply_offers_declined(state, position: int, event: events_pb2.Event) -> Outc
     """Remove the framework's named offers and filter their resources from it for
     `refuse_seconds`. Other frameworks' and unknown offers are ignored. Rejected: unknown framework."""
     e = event.offers_declined
-    if e.framework_id not in state.cluster.frameworks:
+    framework_id = e.framework_id
+    if framework_id not in state.cluster.frameworks:
         return Rejected("unknown framework")
-    declined = 0
-    for offer_id in e.offer_ids:
-        offer = state.cluster.offers.get(offer_id)
-        if offer is None or offer.framework_id != e.framework_id:
+    offers, declined = state.cluster.offers, 0
+    refuse, ts = e.refuse_seconds, event.timestamp_ms
+    refuse = DEFAULT_REFUSE_SECONDS if refuse < 0 else refuse
+    for offer_id in e.offer_ids[:]:
+        offer = offers.get(offer_id)
+        if offer is None or offer.framework_id != framework_id:
             continue
-        _, agent_id, resources = _remove_offer(state, offer_id)
-        refuse = DEFAULT_REFUSE_SECONDS if e.refuse_seconds < 0 else e.refuse_seconds
-        _add_filter(state, e.framework_id, agent_id, resources, refuse, event.timestamp_ms)
+        agent_id = offer.agent_id
+        resources = _drop_offer(state, offer_id, framework_id, agent_id, offer.role)
+        _add_filter(state, framework_id, agent_id, resources, refuse, ts)
         declined += 1
     return Applied(note=f"{declined} declined")
 
@@ -776,8 +797,12 @@ def apply_offers_accepted(state, position: int, event: events_pb2.Event) -> Outc
     # Repeated fields are read as slices (lists): iterating one directly ends on an IndexError
     # that upb formats, which costs as much as the loop.
     offer_ids, operations = e.offer_ids[:], e.operations[:]
-    offers = [cluster.offers.get(oid) for oid in offer_ids]
-    valid = [o for o in offers if o is not None and o.framework_id == framework_id]
+    # (id, agent, role) of the named offers that exist and are the framework's, read once.
+    valid = []
+    for offer_id in offer_ids:
+        offer = cluster.offers.get(offer_id)
+        if offer is not None and offer.framework_id == framework_id:
+            valid.append((offer_id, offer.agent_id, offer.role))
     effects: list[fx.Effect] = []
     launches = [t for op in operations if op.type in ("LAUNCH", "LAUNCH_GROUP") for t in op.task_infos[:]]
 
@@ -790,22 +815,22 @@ def apply_offers_accepted(state, position: int, event: events_pb2.Event) -> Outc
             effects.append(fx.ForwardUpdate(framework_id, _master_status(
                 task.task_id, task.agent_id, S.TASK_DROPPED, reason, message, ts)))
         # Offers that did exist go back to the pool, as in Mesos.
-        for offer_id in sorted({o.id for o in valid}):
+        for offer_id in sorted({offer_id for offer_id, _, _ in valid}):
             _remove_offer(state, offer_id)
         return Applied(tuple(effects), note=message)
 
     if not offer_ids:
         return drop_all("REASON_INVALID_OFFERS", "no offers given")
-    if len(valid) != len(offers) or len(set(offer_ids)) != len(offer_ids):
+    if len(valid) != len(offer_ids) or len(set(offer_ids)) != len(offer_ids):
         return drop_all("REASON_INVALID_OFFERS", "offer no longer valid (rescinded, declined, used or unknown)")
-    agents = {o.agent_id for o in valid}
-    roles = {o.role for o in valid}
+    agents = {agent_id for _, agent_id, _ in valid}
+    roles = {role for _, _, role in valid}
     if len(agents) != 1 or len(roles) != 1:
         return drop_all("REASON_INVALID_OFFERS", "offers from different agents or roles cannot be combined")
     agent_id, role = agents.pop(), roles.pop()
     pool = EMPTY
-    for offer_id in offer_ids:
-        pool = pool + _remove_offer(state, offer_id)[2]
+    for offer_id, _, _ in valid:  # all of offer_ids, in their order
+        pool = pool + _drop_offer(state, offer_id, framework_id, agent_id, role)
 
     for op in operations:
         op_type = op.type
@@ -831,7 +856,8 @@ def apply_offers_accepted(state, position: int, event: events_pb2.Event) -> Outc
                 continue
             pool = pool - wanted - executor_resources
             tasks, changed = framework.tasks, state.changes.tasks
-            for t, task_id, resources in zip(group, task_ids, parsed, strict=True):
+            index.hold_tasks(framework_id, agent_id, role, wanted, zip(task_ids, parsed, strict=True))
+            for t, task_id in zip(group, task_ids, strict=True):
                 task = tasks[task_id]
                 info = task.info
                 info.CopyFrom(t)
@@ -846,7 +872,6 @@ def apply_offers_accepted(state, position: int, event: events_pb2.Event) -> Outc
                 staging = task.latest_status
                 staging.task_id, staging.state, staging.source = task_id, S.TASK_STAGING, "SOURCE_MASTER"
                 staging.timestamp, staging.agent_id, staging.executor_id = ts / 1000, agent_id, info.executor_id
-                index.hold_task(framework_id, task_id, agent_id, role, resources)
             if op_type == "LAUNCH":
                 effects.extend([fx.RunTask(agent_id, framework_id, task_id) for task_id in task_ids])
             else:
@@ -887,6 +912,12 @@ def _launch_errors(framework: state_pb2.Framework, tasks, task_ids: list[str], a
     return ""
 
 
+def _ack(agent_id: str, framework_id: str, task_id: str, uuid: bytes) -> tuple:
+    """The effect that releases the agent from resending an update it will not see forwarded
+    (a function, not a closure in the applier: a closure's cells cost every update)."""
+    return (fx.AcknowledgeToAgent(agent_id, framework_id, task_id, uuid),) if uuid else ()
+
+
 def apply_task_status_updated(state, position: int, event: events_pb2.Event) -> Outcome:
     """Record the task's new state and keep the update until it is acknowledged; a
     terminal state releases the task's resources. Duplicates, updates for unknown tasks, from
@@ -896,31 +927,33 @@ def apply_task_status_updated(state, position: int, event: events_pb2.Event) -> 
     status, framework_id = e.status, e.framework_id
     task_id, uuid, reported_by = status.task_id, status.uuid, status.agent_id
 
-    def ack() -> tuple:  # built only when answered: most updates are forwarded instead
-        return (fx.AcknowledgeToAgent(reported_by, framework_id, task_id, uuid),) if uuid else ()
-
     framework = state.cluster.frameworks.get(framework_id)
     if framework is None:
         # Nobody will acknowledge it: release the agent from resending.
-        return Applied(ack(), note="framework unknown") if uuid else Rejected("unknown framework")
+        if not uuid:
+            return Rejected("unknown framework")
+        return Applied(_ack(reported_by, framework_id, task_id, uuid), note="framework unknown")
     task = framework.tasks.get(task_id)
     if task is None:
-        return Applied(ack(), note="task unknown")
+        return Applied(_ack(reported_by, framework_id, task_id, uuid), note="task unknown")
     agent_id = task.info.agent_id
     if reported_by and reported_by != agent_id:
-        return Applied(ack(), note=f"task {task_id} is not on agent {reported_by}")
+        return Applied(_ack(reported_by, framework_id, task_id, uuid),
+                       note=f"task {task_id} is not on agent {reported_by}")
     agent = state.cluster.agents.get(agent_id)
     if agent is None or not agent.reachable:
         # As Mesos ignores updates from agents it does not consider registered: the agent
         # sends the update again once it has re-registered (and reported its tasks).
         return Applied(note="the task's agent is unreachable")
-    if uuid and any(u.uuid == uuid for u in task.unacknowledged[:]):
+    unacknowledged = task.unacknowledged
+    if uuid and len(unacknowledged) and any(u.uuid == uuid for u in unacknowledged[:]):
         return Applied(note="duplicate")
     if uuid and task.latest_status.uuid == uuid:
-        return Applied(ack(), note="already acknowledged")
+        return Applied(_ack(reported_by, framework_id, task_id, uuid), note="already acknowledged")
     old, new = task.state, status.state
     if not legal_transition(old, new):
-        return Applied(ack(), note=f"illegal transition {S.TaskState.Name(old)} -> {S.TaskState.Name(new)}")
+        return Applied(_ack(reported_by, framework_id, task_id, uuid),
+                       note=f"illegal transition {S.TaskState.Name(old)} -> {S.TaskState.Name(new)}")
     _transition(state, framework_id, framework, task_id, task, status, track_ack=True)
     return Applied((fx.ForwardUpdate(framework_id, status),))
 

@@ -205,12 +205,19 @@ class Resources(Mapping[Kind, Value]):
         """Remove `other`; raises ResourceError unless `self.contains(other)`."""
         if not other._items:
             return self
-        items = dict(self._items)
+        items = self._items.copy()
         for kind, value in other._items.items():
             mine = items.get(kind)
-            if value.__class__ is int and mine.__class__ is int and mine >= value:
-                left = mine - value
-            elif mine is None or mine.__class__ is int or value.__class__ is int or _shape(mine) != _shape(value):
+            if value.__class__ is int:
+                if mine.__class__ is int and mine > value:
+                    items[kind] = mine - value
+                    continue
+                left = None if mine != value else 0  # equal: nothing left (an int is never a tuple)
+            elif mine is None or mine.__class__ is int:
+                left = None
+            elif mine == value:  # ranges or a set taken whole, as when an offer is released
+                left = ()
+            elif _shape(mine) != _shape(value):
                 left = None
             elif isinstance(value[0], tuple):
                 left = _subtract_ranges(mine, value) if _ranges_contain(mine, value) else None

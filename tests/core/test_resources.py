@@ -7,7 +7,7 @@ import itertools
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mesos_es.core.resources import Kind, Reservation, Resources, parse_text
+from mesos_es.core.resources import Kind, Reservation, Resources, ResourceError, _merge_ranges, parse_text
 
 KINDS = [Kind("cpus"), Kind("mem"), Kind("cpus", (Reservation("a"),)), Kind("cpus", (), True), Kind("ports")]
 
@@ -78,3 +78,59 @@ def test_range_helpers_agree_with_sets_of_ports(have, want):
     assert all(b <= e for b, e in merged) and all(e + 1 < b for (_, e), (b, _) in itertools.pairwise(merged))
     wanted = _merge_ranges(want)
     assert _ranges_contain(merged, wanted) == (ports(wanted) <= ports(merged))
+
+
+# Values of every shape under a few names, so that a name can be a scalar in one Resources and
+# ranges or a set in the other (which subtraction must refuse).
+SHAPED_KINDS = [Kind("cpus"), Kind("ports"), Kind("gpus"), Kind("cpus", (), True)]
+values = st.one_of(
+    st.integers(0, 6),
+    st.lists(st.tuples(st.integers(0, 12), st.integers(0, 3)).map(lambda r: (r[0], r[0] + r[1])), min_size=1,
+             max_size=3).map(_merge_ranges),
+    st.sets(st.sampled_from("abcd"), max_size=3).map(lambda items: tuple(sorted(items))),
+)
+shaped = st.dictionaries(st.sampled_from(SHAPED_KINDS), values).map(Resources)
+
+
+def _units(value) -> set:
+    """A ranges or set value as a set of ports or items (tagged, so the two never compare equal)."""
+    if isinstance(value[0], tuple):
+        return {("port", p) for b, e in value for p in range(b, e + 1)}
+    return {("item", i) for i in value}
+
+
+def _subtracted(have: Resources, take: Resources) -> Resources | None:
+    """The general subtraction, unit by unit: None where `have` does not hold `take`."""
+    out = dict(have.items())
+    for kind, value in take.items():
+        mine = out.get(kind)
+        if mine is None or isinstance(value, int) != isinstance(mine, int):
+            return None
+        if isinstance(value, int):
+            if mine < value:
+                return None
+            out[kind] = mine - value
+            continue
+        mine_units, value_units = _units(mine), _units(value)
+        if next(iter(mine_units))[0] != next(iter(value_units))[0] or not value_units <= mine_units:
+            return None
+        left = sorted(mine_units - value_units)
+        if left and left[0][0] == "port":
+            out[kind] = _merge_ranges((p, p) for _, p in left)
+        else:
+            out[kind] = tuple(i for _, i in left)
+    return Resources(out)
+
+
+@given(shaped, shaped)
+def test_subtraction_agrees_with_the_general_one(have, take):
+    for wanted in (take, have):  # the second takes everything: the fast path for equal values
+        expected = _subtracted(have, wanted)
+        try:
+            got = have - wanted
+        except ResourceError:
+            got = None
+        assert got == expected
+        assert have.contains(wanted) == (expected is not None)
+        if got is not None:
+            assert all(v != 0 and v != () for v in got.values())  # nothing empty is kept
