@@ -51,12 +51,6 @@ def legal_transition(old: int, new: int) -> bool:
     return True
 
 
-def _scalars(resources: Resources) -> Resources:
-    """Only the scalar part: sums across agents of ranges or sets (ports) are meaningless,
-    as the same port range on two agents would merge into one."""
-    return resources.scalar_part()
-
-
 @dataclass
 class ClusterIndex:
     """Derived sums; rebuilt from the message after a snapshot, kept up to date by appliers."""
@@ -66,7 +60,9 @@ class ClusterIndex:
     agent_revocable: dict[str, Resources] = field(default_factory=dict)
     agent_used: dict[str, Resources] = field(default_factory=lambda: defaultdict(Resources))
     agent_offered: dict[str, Resources] = field(default_factory=lambda: defaultdict(Resources))
-    # framework -> role -> scalar resources held (active tasks and outstanding offers)
+    # framework -> role -> scalar resources held (active tasks and outstanding offers): only
+    # the scalar part, as sums across agents of ranges or sets (ports) are meaningless (the
+    # same port range on two agents would merge into one)
     allocated: dict[str, dict[str, Resources]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(Resources)))
     # agent -> {(framework, task)} of its active tasks
     agent_tasks: dict[str, set[tuple[str, str]]] = field(default_factory=lambda: defaultdict(set))
@@ -98,7 +94,9 @@ class ClusterIndex:
         memo = self._available.get(agent_id)
         if memo is not None and memo[0] == parts:  # tuples compare their items by identity first
             return memo[1]
-        total, used, offered = self.total(agent_id), parts[2] or EMPTY, parts[3] or EMPTY
+        total, revocable, used, offered = parts[0] or EMPTY, parts[1], parts[2] or EMPTY, parts[3] or EMPTY
+        if revocable:  # self.total(agent_id), from the parts read
+            total = total + revocable
         try:
             available = total - used - offered
         except ResourceError:
@@ -140,7 +138,7 @@ class ClusterIndex:
     def hold_task(self, framework_id, task_id, agent_id, role, resources: Resources) -> None:
         self.agent_used[agent_id] = self.agent_used[agent_id] + resources
         held = self.allocated[framework_id]
-        held[role] = held[role] + _scalars(resources)
+        held[role] = held[role] + resources.scalar_part()
         self.agent_tasks[agent_id].add((framework_id, task_id))
         self.task_resources[(framework_id, task_id)] = resources
 
@@ -149,7 +147,7 @@ class ClusterIndex:
         the sums take the total at once (the same values: the arithmetic is exact)."""
         self.agent_used[agent_id] = self.agent_used[agent_id] + resources
         held = self.allocated[framework_id]
-        held[role] = held[role] + _scalars(resources)
+        held[role] = held[role] + resources.scalar_part()
         agent_tasks = self.agent_tasks[agent_id]
         for task_id, task_resources in tasks:
             agent_tasks.add((framework_id, task_id))
@@ -161,7 +159,7 @@ class ClusterIndex:
             return
         self.agent_used[agent_id] = self.agent_used[agent_id] - resources
         held = self.allocated[framework_id]
-        held[role] = held[role] - _scalars(resources)
+        held[role] = held[role] - resources.scalar_part()
         self.agent_tasks[agent_id].discard((framework_id, task_id))
 
     def hold_offer(self, offer: mesos_pb2.Offer, resources: Resources) -> None:
@@ -171,7 +169,7 @@ class ClusterIndex:
         """`hold_offer`, from fields the caller has already read."""
         self.agent_offered[agent_id] = self.agent_offered[agent_id] + resources
         held = self.allocated[framework_id]
-        held[role] = held[role] + _scalars(resources)
+        held[role] = held[role] + resources.scalar_part()
         self.offered_pairs.add((framework_id, agent_id))
         self.offer_resources[offer_id] = resources
 
@@ -179,7 +177,7 @@ class ClusterIndex:
         resources = self.offer_resources.pop(offer_id)
         self.agent_offered[agent_id] = self.agent_offered[agent_id] - resources
         held = self.allocated[framework_id]
-        held[role] = held[role] - _scalars(resources)
+        held[role] = held[role] - resources.scalar_part()
         self.offered_pairs.discard((framework_id, agent_id))
         return resources
 

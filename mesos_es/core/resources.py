@@ -217,10 +217,11 @@ class Resources(Mapping[Kind, Value]):
                 left = None
             elif mine == value:  # ranges or a set taken whole, as when an offer is released
                 left = ()
-            elif _shape(mine) != _shape(value):
+            elif isinstance(value[0], tuple):  # ranges, from ranges only
+                left = (_subtract_ranges(mine, value) if isinstance(mine[0], tuple) and _ranges_contain(mine, value)
+                        else None)
+            elif isinstance(mine[0], tuple):  # a set, from ranges
                 left = None
-            elif isinstance(value[0], tuple):
-                left = _subtract_ranges(mine, value) if _ranges_contain(mine, value) else None
             else:
                 left = tuple(i for i in mine if i not in set(value)) if set(value) <= set(mine) else None
             if left is None:
@@ -253,17 +254,17 @@ class Resources(Mapping[Kind, Value]):
         items = self._items
         for kind, value in other._items.items():
             mine = items.get(kind)
-            if mine is None:
-                return False
             if value.__class__ is int:
-                if mine.__class__ is not int or mine < value:
+                if mine.__class__ is not int or mine < value:  # None is not an int either
                     return False
-            elif mine.__class__ is int or _shape(mine) != _shape(value):
+            elif mine is None or mine.__class__ is int:
                 return False
-            elif isinstance(value[0], tuple):
-                if not _ranges_contain(mine, value):
+            elif mine == value:
+                continue
+            elif isinstance(value[0], tuple):  # ranges, in ranges only
+                if not isinstance(mine[0], tuple) or not _ranges_contain(mine, value):
                     return False
-            elif not set(value) <= set(mine):
+            elif isinstance(mine[0], tuple) or not set(value) <= set(mine):  # a set, in a set only
                 return False
         return True
 
@@ -301,7 +302,10 @@ class Resources(Mapping[Kind, Value]):
 
     def has_revocable(self) -> bool:
         """`bool(self.revocable())`, without building it."""
-        return any(kind.revocable for kind in self._items)
+        for kind in self._items:  # a loop, not any(...): no generator to start (the fold's hot path)
+            if kind.revocable:
+                return True
+        return False
 
     def filter(self, predicate) -> Resources:
         return Resources({k: v for k, v in self._items.items() if predicate(k)})
