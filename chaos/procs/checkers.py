@@ -214,7 +214,8 @@ def check_updates(frameworks: list[dict], master_updates: dict[str, list[str]],
     """Every status update a framework acknowledged (answered 202) was delivered to it first, and
     never again on a later subscription (the masters hold the acknowledgement: resending it after
     a failover is a lost acknowledgement); every acknowledgement answered 202 is in the masters'
-    history; every update the masters applied for the framework reached it. `master_updates` and
+    history; every update the masters forwarded to the framework (a `ForwardUpdate` effect)
+    reached it. `master_updates` and
     `master_acks`: framework id -> uuids (base64) from the archive."""
     problems: dict[str, list] = defaultdict(list)
     duplicates = 0
@@ -245,7 +246,7 @@ def check_updates(frameworks: list[dict], master_updates: dict[str, list[str]],
         for uuid in sorted(history_acks - set(delivered)):
             problems["the masters recorded an ack of an update never delivered"].append(f"{name} {uuid}")
         for uuid in sorted(set(master_updates.get(fid, [])) - set(delivered)):
-            problems["an update the masters applied never reached the framework"].append(f"{name} {uuid}")
+            problems["an update the masters forwarded never reached the framework"].append(f"{name} {uuid}")
     ok = not problems
     return Verdict(
         name="acknowledged updates delivered exactly once",
@@ -253,7 +254,8 @@ def check_updates(frameworks: list[dict], master_updates: dict[str, list[str]],
         proves="status updates are at-least-once until acknowledged and never resent once the acknowledgement "
                "was answered: an acknowledged update reaches its framework exactly once per uuid",
         expected=f"each of {acked_total} acknowledged uuids delivered before its ack and not on a later "
-                 "subscription; every ack and every applied update in the masters' history matches the framework's",
+                 "subscription; every ack and every update the masters forwarded in their history matches the "
+                 "framework's",
         seen=("as expected" if ok else "; ".join(f"{k}: {len(v)}" for k, v in problems.items()))
         + f" ({duplicates} redeliveries before an acknowledgement was committed: allowed, at-least-once)",
         evidence={"acknowledged": acked_total, "redelivered_before_ack": duplicates,

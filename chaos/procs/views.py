@@ -2,7 +2,7 @@
 
 - The masters' view: one master's archive folded from position 1 with the masters' own
   `apply` (the replay's fold), noting which ACCEPT created each task (a task id created
-  twice was launched twice), which status updates were applied with a uuid, and which
+  twice was launched twice), which status updates with a uuid it forwarded, and which
   acknowledgements were applied, per framework.
 - The agents' view: every launch makes a fresh sandbox,
   `sandboxes/<framework>/<executor>/<container>` (for a command task the executor id is the
@@ -16,6 +16,7 @@ import base64
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from mesos_es.core.effects import ForwardUpdate
 from mesos_es.core.outcomes import Applied
 from mesos_es.replay.fold import Fold
 from mesos_es.replay.sources import open_source
@@ -49,7 +50,10 @@ def masters_view(master_work_dir: Path) -> dict:
                 for info in op.task_infos:
                     if info.task_id in framework.tasks and info.task_id not in existing:
                         launches[f"{e.framework_id}/{info.task_id}"] += 1
-        elif kind == "task_status_updated" and isinstance(outcome, Applied):
+        elif kind == "task_status_updated" and isinstance(outcome, Applied) and any(
+                isinstance(effect, ForwardUpdate) for effect in outcome.effects):
+            # Only the updates the master owes the framework: one for a task it no longer has
+            # (an agent's TASK_LOST for a task it forgot) is acknowledged to the agent, no more.
             e = event.task_status_updated
             if e.status.uuid:
                 updates[e.framework_id].add(base64.b64encode(e.status.uuid).decode())

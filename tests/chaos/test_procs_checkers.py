@@ -218,7 +218,7 @@ def test_an_update_the_masters_applied_that_never_reached_the_framework_fails():
     e = good()
     e["master_updates"][FW].append("u9")
     v = failing(e, "updates")
-    assert "an update the masters applied never reached the framework" in v.evidence["problems"]
+    assert "an update the masters forwarded never reached the framework" in v.evidence["problems"]
 
 
 def test_an_ack_of_an_update_never_delivered_fails():
