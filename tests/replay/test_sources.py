@@ -55,6 +55,28 @@ def test_archive_replay_gives_the_masters_digest(tmp_path):
     assert canonical.digest(middle.state) == fold_all(ArchiveSource(work), Target(position=1234)).digest()
 
 
+def test_an_observer_sees_the_fold_as_of_its_event(tmp_path):
+    """The fold keeps its counters in locals while it runs (for speed): an observer still sees
+    the event count, chain hash and last timestamp of the event it is called for."""
+    from mesos_es.log.chain import GENESIS_HASH, chain_hash
+
+    events, _, _ = synthetic(COUNT)
+    work = write_archive(tmp_path / "m", events[:500])
+    fold, seen = Fold(), []
+    fold.fold_to(ArchiveSource(work), Target(position=400),
+                 observer=lambda position, event, outcome, state: seen.append(
+                     (position, fold.events, fold.chain_hash, fold.last_timestamp_ms)))
+    expected, h, stamp = [], GENESIS_HASH, 0
+    for position, payload in enumerate(events[:400], start=1):
+        h = chain_hash(h, position, payload)
+        stamp = events_pb2.Event.FromString(payload).timestamp_ms or stamp
+        expected.append((position, position, h, stamp))
+    assert seen == expected
+    assert (fold.events, fold.chain_hash, fold.last_timestamp_ms) == expected[-1][1:]
+    fold.fold_to(ArchiveSource(work))  # and on from there
+    assert fold.events == 500 and fold.position == 500
+
+
 def test_a_snapshot_is_a_starting_point(tmp_path):
     events, _, _ = synthetic(COUNT)
     work = write_archive(tmp_path / "m", events)
