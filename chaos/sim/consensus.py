@@ -12,8 +12,11 @@ lets the seed choose among the outcomes Raft allows:
 * A leader that loses its majority goes on believing it leads until it hears of a higher term
   or its fallback timeout passes (pysyncobj's `leaderFallbackTimeout`); its proposals wait.
 * An **election** happens only among live masters that no longer hear a leader, after an
-  election timeout, and is won only with the votes of a live, connected majority whose logs
-  are no longer than the winner's; so the winner holds every committed entry (checked).
+  election timeout (or at once, 50-200 ms, when the leader crashed: its connections close
+  with it), and is won only with the votes of a live, connected majority whose logs are no
+  longer than the winner's, so the winner holds every committed entry (checked), and none of
+  whom still hears a leader (the pre-vote: a master cut off from a leader the others hear
+  cannot depose it).
 * Proposals still in flight when their leader loses its term have an **unknown outcome**: the
   seed decides whether the next leader commits a prefix of those that may have reached a
   majority (as Raft can) or they are lost; their proposer only hears OutcomeUnknown.
@@ -67,6 +70,9 @@ class Member:
 @dataclass
 class Timing:
     election_ms: tuple[int, int] = (1_000, 2_000)
+    # When the leader crashed: the survivors see its connections close and ask for pre-votes
+    # within 50 ms, then vote (mesos_es/log/raft.py).
+    crashed_leader_election_ms: tuple[int, int] = (50, 200)
     fallback_ms: int = 4_000  # pysyncobj's leaderFallbackTimeout: 2 x the longest election timeout
     commit_ms: tuple[int, int] = (1, 10)
     slow_commit: float = 0.1
@@ -242,8 +248,17 @@ class Consensus:
             elif leader.quorum_lost_at is None:
                 leader.quorum_lost_at = self.world.now
                 leader.fallback = self.world.at(self.timing.fallback_ms, self._fall_back, leader, self.term)
-        if self._election is None and self._election_due(leader):
-            self._election = self.world.at(self.world.uniform_ms(*self.timing.election_ms), self._elect)
+        if not self._election_due(leader):
+            return
+        crashed = self.leader is not None and not self.members[self.leader].node.alive
+        if self._election is not None and not crashed:
+            return
+        delay = self.world.uniform_ms(*(self.timing.crashed_leader_election_ms if crashed else self.timing.election_ms))
+        if self._election is not None:
+            if self._election.at <= self.world.now + delay:
+                return
+            self._election.cancel()  # the leader crashed while an election was further off
+        self._election = self.world.at(delay, self._elect)
 
     def _election_due(self, leader: Member | None) -> bool:
         return any(self._candidate(self.members[n], leader) for n in self.names)
@@ -268,8 +283,10 @@ class Consensus:
         candidates = [self.members[n] for n in self.names if self._candidate(self.members[n], leader)]
         self.world.rng.shuffle(candidates)  # whose election timeout fires first
         for candidate in candidates:
+            # Pre-vote: a master that still hears the leader says no.
             voters = [self.members[n] for n in self.names
-                      if self.net.connected(candidate.name, n) and self.members[n].log_len <= candidate.log_len]
+                      if self.net.connected(candidate.name, n) and self.members[n].log_len <= candidate.log_len
+                      and (leader is None or n == candidate.name or not self.net.connected(leader.name, n))]
             if len(voters) >= self.quorum:
                 self._won(candidate, voters)
                 return

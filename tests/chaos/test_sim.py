@@ -274,3 +274,37 @@ def test_a_leader_killed_with_proposals_in_flight_leaves_them_committed_as_a_pre
     committed = [c.payload for c in consensus.history]
     assert committed == [b"a", b"b", b"c"][:len(committed)]
     assert consensus.stats["kept"] + consensus.stats["lost"] == 3
+
+
+def test_a_crashed_leader_is_replaced_at_once_and_a_hung_one_after_the_election_timeout():
+    world, net, consensus, replicas = model()
+    crashed_at, old = world.now, consensus.leader
+    consensus.crash(old)  # its connections close with it
+    while consensus.term == 1 and world.now < crashed_at + 5_000:
+        world.run(world.now + 10)
+    assert consensus.term == 2 and world.now - crashed_at <= Timing().crashed_leader_election_ms[1] + 10
+    consensus.restart(old)
+    world.run(world.now + 1_000)
+    leader = consensus.leader
+    cut_at = world.now
+    for other in replicas:
+        if other != leader:
+            net.cut(leader, other)  # alive but unheard: the others wait out their timeout
+    net.changed()
+    while consensus.term == 2 and world.now < cut_at + 10_000:
+        world.run(world.now + 10)
+    assert consensus.term == 3 and world.now - cut_at >= Timing().election_ms[0]
+
+
+def test_a_master_cut_off_from_the_leader_cannot_depose_it_while_the_others_hear_it():
+    world, net, consensus, replicas = model()
+    leader = consensus.leader
+    cut_off = next(n for n in replicas if n != leader)
+    net.cut(leader, cut_off)  # it still reaches the third master, which hears the leader
+    net.changed()
+    world.run(world.now + 10_000)
+    assert consensus.leader == leader and consensus.term == 1  # the pre-vote: the third says no
+    net.cuts.clear()
+    net.changed()
+    world.run(world.now + 1_000)
+    assert consensus.leader == leader and replicas[cut_off].applied == len(consensus.history)
