@@ -802,9 +802,9 @@ def apply_offers_accepted(state, position: int, event: events_pb2.Event) -> Outc
         if offer is not None and offer.framework_id == framework_id:
             valid.append((offer_id, offer.agent_id, offer.role))
     effects: list[fx.Effect] = []
-    launches = [t for op in operations if op.type in ("LAUNCH", "LAUNCH_GROUP") for t in op.task_infos[:]]
 
     def drop_all(reason: str, message: str) -> Outcome:
+        launches = [t for op in operations if op.type in ("LAUNCH", "LAUNCH_GROUP") for t in op.task_infos[:]]
         for task in launches:
             if task.task_id in framework.tasks:
                 # A copy of a LAUNCH already applied (a retried or duplicated ACCEPT): the task
