@@ -839,11 +839,14 @@ def _registrations(cluster: _FailoverCluster) -> Counter:
     return out
 
 
-async def _reregistered_since(cluster: _FailoverCluster, since_unix: float, limit_s: float) -> float:
+async def _reregistered_since(cluster: _FailoverCluster, since_unix: float, limit_s: float,
+                              before: Counter | None = None) -> float:
     """Wait until every agent's current registration was accepted after `since_unix`;
-    returns the unix time of the last one."""
+    returns the unix time of the last one. `before`: the accepted registrations by kind at
+    `since_unix`, for the progress line."""
     deadline = time.monotonic() + limit_s
     last_report = time.monotonic()
+    before = _registrations(cluster) if before is None else before
     while time.monotonic() < deadline:
         cluster._check_alive(cluster.agent_procs)
         lines = list(cluster.progress_lines().values())
@@ -851,8 +854,9 @@ async def _reregistered_since(cluster: _FailoverCluster, since_unix: float, limi
         if len(lines) == len(cluster.agent_procs) and len(done) == len(lines):
             return max(x["registered_at_max"] for x in lines)
         if time.monotonic() - last_report > 10:
-            fresh = sum(x["registered"] for x in done)
-            _progress(f"{fresh:,} of {cluster.agents:,} agents re-registered")
+            accepted = sum((_registrations(cluster) - before).values())
+            _progress(f"{accepted:,} registrations accepted since; {len(done)} of {len(cluster.agent_procs)} "
+                      f"agent processes have every agent re-registered")
             last_report = time.monotonic()
         await asyncio.sleep(0.1)
     raise BenchError(f"not every agent re-registered within {limit_s:g} s")
@@ -896,7 +900,7 @@ async def _failover(cluster: _FailoverCluster, seeders: list[_Seeder], row: dict
             raise BenchError(f"no survivor led within {limit:g} s of the kill")
         cluster.leader = new.http
         _progress(f"killed {old.name}; {new.name} leads after {elected:.2f} s")
-        done_at = await _reregistered_since(cluster, killed_at, limit)
+        done_at = await _reregistered_since(cluster, killed_at, limit, registrations0)
         completion = done_at - killed_at
         await _profile(cluster, survivors, "stop", "failover")
         cpu1 = _cpu(cluster)
