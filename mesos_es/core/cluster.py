@@ -573,7 +573,8 @@ def _with_reservations(reported: Resources, previous: Resources) -> Resources | 
 def apply_agent_reregistered(state, position: int, event: events_pb2.Event) -> Outcome:
     """Make a known (or unknown) agent reachable again with its reported resources, on which
     the master's dynamic reservations are made again (agents report what they are configured
-    with); its offers are rescinded. Reported tasks the master does not know on this agent are killed; its
+    with); its offers are rescinded. Reported tasks the master does not know on this agent are killed
+    (unless they already ended); its
     unreachable tasks take the reported state (a terminal one releases their resources); its
     tasks the agent does not report (except STAGING ones) become TASK_LOST, or TASK_GONE for
     partition-aware frameworks. With `tasks_unchanged` (its task digest matched) the tasks are
@@ -618,7 +619,8 @@ def apply_agent_reregistered(state, position: int, event: events_pb2.Event) -> O
         framework = cluster.frameworks.get(framework_id)
         task = framework.tasks.get(task_id) if framework is not None else None
         if task is None or task.state in TERMINAL_STATES or task.info.agent_id != e.agent_id:
-            effects.append(fx.KillTask(e.agent_id, framework_id, task_id))  # unknown to the master here
+            if reported[key].state not in TERMINAL_STATES:  # one that ended needs no kill
+                effects.append(fx.KillTask(e.agent_id, framework_id, task_id))  # unknown to the master here
             continue
         now = reported[key].state
         if task.state == S.TASK_UNREACHABLE and now != S.TASK_UNREACHABLE and (now in _ACTIVE or now in TERMINAL_STATES):

@@ -916,3 +916,14 @@ def test_the_canonical_bytes_are_the_whole_states_serialization(world):
         timestamp_ms=world.now_ms, log_entry_appended=ev.LogEntryAppended(log="a", data=b"x")))
     assert world.state.logs  # named logs serialize before the cluster
     assert digest.canonical_bytes(world.state) == digest.to_proto(world.state).SerializeToString(deterministic=True)
+
+
+def test_a_reported_task_that_already_ended_is_not_killed(world):
+    # Found by chaos run (leader-kills): an agent re-registering during a failover still
+    # listed a finished task whose acknowledgement the new leader had; the kill it got made it
+    # answer TASK_LOST "the agent does not know this task". A task that ended needs no kill:
+    # its terminal update, resent until acknowledged, is acknowledged as for an unknown task.
+    running(world)
+    outcome = reregister(world, ("F1", "t1", S.TASK_RUNNING), ("F1", "done", S.TASK_FINISHED),
+                         ("F1", "ghost", S.TASK_RUNNING))
+    assert outcome.effects == (fx.KillTask("S1", "F1", "ghost"),)
