@@ -32,6 +32,9 @@ def master_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--max-entry-bytes", type=int, default=1 << 20, help="largest log entry (default %(default)s)")
     parser.add_argument("--snapshot-every", type=int, default=10_000,
                         help="write a state snapshot every N positions (default %(default)s)")
+    parser.add_argument("--snapshot-suffix-ratio", type=float, default=0.25,
+                        help="and only once the events since the last snapshot add up to this share of "
+                             "its size, in bytes (default %(default)s; 0: every N positions)")
     parser.add_argument("--election-timeout-min-ms", type=int, default=1000)
     parser.add_argument("--election-timeout-max-ms", type=int, default=2000)
     parser.add_argument("--raft-pre-vote", choices=["on", "off"], default="on",
@@ -99,6 +102,8 @@ def master_config(args: argparse.Namespace):
     work_dir = args.work_dir or Path(".mesos-es") / f"master-{args.address.rpartition(':')[2]}"
     if args.election_timeout_min_ms >= args.election_timeout_max_ms:
         raise ConfigError("--election-timeout-min-ms must be below --election-timeout-max-ms")
+    if not 0 <= args.snapshot_suffix_ratio <= 100:  # NaN too
+        raise ConfigError("--snapshot-suffix-ratio must be between 0 and 100")
     return MasterConfig(
         id=args.id or args.address,
         address=args.address,
@@ -110,6 +115,7 @@ def master_config(args: argparse.Namespace):
         durable=args.journal_sync == "fsync",
         max_entry_bytes=args.max_entry_bytes,
         snapshot_every=args.snapshot_every,
+        snapshot_suffix_ratio=args.snapshot_suffix_ratio,
         election_timeout_min_ms=args.election_timeout_min_ms,
         election_timeout_max_ms=args.election_timeout_max_ms,
         raft_pre_vote=args.raft_pre_vote == "on",

@@ -62,6 +62,7 @@ class MasterConfig:
     zk: str | None = None
     max_entry_bytes: int = 1 << 20
     snapshot_every: int = 10_000
+    snapshot_suffix_ratio: float = 0.25
     election_timeout_min_ms: int = 1000
     election_timeout_max_ms: int = 2000
     raft_pre_vote: bool = True

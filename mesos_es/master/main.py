@@ -75,7 +75,8 @@ async def serve(config: MasterConfig, stop: asyncio.Event | None = None) -> None
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    replica = Replica(config.work_dir / "snapshots", snapshot_every=config.snapshot_every)
+    replica = Replica(config.work_dir / "snapshots", snapshot_every=config.snapshot_every,
+                      snapshot_suffix_ratio=config.snapshot_suffix_ratio)
     raft_log = RaftLog(raft_config(config), archive_peers=[f"http://{p.http}" for p in config.peers])
     position, chain_hash = replica.load_snapshot()
     try:

@@ -115,3 +115,12 @@ def test_raft_pre_vote_is_on_unless_switched_off(tmp_path):
     assert raft_config(master_config(args)).pre_vote is False
     with pytest.raises(SystemExit):
         build_parser().parse_args(["master", "--raft-pre-vote", "maybe"])
+
+
+def test_the_snapshot_suffix_ratio_reaches_the_master_and_is_checked(tmp_path):
+    args = build_parser().parse_args(["master", "--work-dir", str(tmp_path), "--snapshot-suffix-ratio", "0.5"])
+    assert master_config(args).snapshot_suffix_ratio == 0.5
+    for bad in ("-1", "nan"):
+        args = build_parser().parse_args(["master", "--work-dir", str(tmp_path), "--snapshot-suffix-ratio", bad])
+        with pytest.raises(ConfigError, match="snapshot-suffix-ratio"):
+            master_config(args)

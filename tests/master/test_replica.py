@@ -26,7 +26,7 @@ async def fold_history(replica, count):
 
 
 async def test_snapshots_are_written_periodically_and_only_the_newest_kept(tmp_path):
-    replica = Replica(tmp_path, snapshot_every=5)
+    replica = Replica(tmp_path, snapshot_every=5, snapshot_suffix_ratio=0)
     await fold_history(replica, 23)
     await replica.close()
     await asyncio.sleep(0)
@@ -35,10 +35,10 @@ async def test_snapshots_are_written_periodically_and_only_the_newest_kept(tmp_p
 
 
 async def test_a_loaded_snapshot_resumes_the_fold_to_the_same_digest(tmp_path):
-    replica = Replica(tmp_path, snapshot_every=5)
+    replica = Replica(tmp_path, snapshot_every=5, snapshot_suffix_ratio=0)
     cluster = await fold_history(replica, 12)
     await replica.close()
-    restored = Replica(tmp_path, snapshot_every=5)
+    restored = Replica(tmp_path, snapshot_every=5, snapshot_suffix_ratio=0)
     position, chain_hash = restored.load_snapshot()
     assert position == 10 and chain_hash == cluster.history[9].chain_hash
     for committed in cluster.history[position:]:
@@ -47,7 +47,7 @@ async def test_a_loaded_snapshot_resumes_the_fold_to_the_same_digest(tmp_path):
 
 
 async def test_an_unreadable_newest_snapshot_falls_back_to_the_older_one(tmp_path):
-    replica = Replica(tmp_path, snapshot_every=5)
+    replica = Replica(tmp_path, snapshot_every=5, snapshot_suffix_ratio=0)
     await fold_history(replica, 12)
     await replica.close()
     newest = sorted(tmp_path.glob("state-*.pb"))[-1]
@@ -72,3 +72,20 @@ def test_snapshot_bytes_are_the_snapshot_message():
     assert state_pb2.StateSnapshot.FromString(data) == expected
     assert digest.canonical_bytes(replica.state) in data  # the canonical serialization, in pieces
     assert len(replica.state.cluster.agents) > 0
+
+
+async def test_a_big_state_is_not_rewritten_for_a_few_events(tmp_path):
+    # Every 5 positions at most, and only once the events since the last snapshot add up to
+    # 10 times its size in bytes.
+    replica = Replica(tmp_path, snapshot_every=5, snapshot_suffix_ratio=10)
+    starts = []  # (position, size) of each snapshot
+    for position in range(1, 3000):
+        before = replica._snapshot_position
+        replica.apply(Committed(position, appended("fw", b"%04d" % position), b"\0" * 32))
+        if replica._snapshot_position != before:
+            starts.append((position, replica._snapshot_size))
+            await replica._snapshot_task
+    event = len(appended("fw", b"0000"))
+    assert starts[0][0] == 5 and len(starts) >= 3
+    for (previous, size), (at, _) in zip(starts, starts[1:]):
+        assert (at - previous) * event >= 10 * size > (at - previous - 1) * event  # at the first event that pays
