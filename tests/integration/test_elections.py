@@ -8,21 +8,7 @@ import time
 
 import pytest
 
-from tests.support.procs import wait_until
-
 pytestmark = pytest.mark.slow
-
-
-async def new_leader(cluster, survivors, old, timeout: float) -> dict:
-    """The leader the survivors agree on, once it is not `old`."""
-    async def agreed():
-        answers = [await cluster.health(m) for m in survivors]
-        leaders = {a["leader"] for a in answers if a}
-        if None in answers or len(leaders) != 1 or old["http"] in leaders or None in leaders:
-            return None
-        return next(m for m in survivors if m["http"] in leaders)
-
-    return await wait_until(agreed, timeout, interval=0.05, what="a new leader")
 
 
 async def terms(cluster, masters) -> list[int]:
@@ -41,7 +27,7 @@ async def test_a_killed_leader_is_replaced_before_the_election_timeout(make_clus
     before = max(await terms(cluster, survivors))
     killed_at = time.monotonic()
     cluster.kill_master(leader)
-    await new_leader(cluster, survivors, leader, timeout=20)
+    await cluster.wait_for_leader(survivors, timeout=20, other_than=leader, interval=0.05)
     elected_after = time.monotonic() - killed_at
     # The survivors saw the leader's connections close and asked each other at once.
     assert elected_after < 2.5, f"a new leader only {elected_after:.2f} s after the kill"

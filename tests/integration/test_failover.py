@@ -106,11 +106,8 @@ async def test_killing_the_leader_under_a_pymesos_framework_loses_nothing(make_c
         await cluster.wait_dead(leader)
         survivors = [m for m in cluster.masters if m is not leader]
 
-        async def elected():  # the survivors may still name the dead one for a moment
-            agreed = await cluster.wait_for_leader(among=survivors)
-            return agreed if agreed is not leader else None
-
-        new_leader = await wait_until(elected, 30, what="a new leader")
+        # the survivors may still name the dead one for a moment
+        new_leader = await cluster.wait_for_leader(among=survivors, timeout=30, other_than=leader)
         assert await asyncio.to_thread(scheduler.back.wait, 60), "pymesos did not re-register"
         assert scheduler.framework_ids and len(set(scheduler.framework_ids)) == 1
 

@@ -138,10 +138,7 @@ async def test_export_across_a_leader_kill_and_replay_from_every_source(cluster)
     await cluster.wait_dead(leader)
     survivors = [m for m in cluster.masters if m is not leader]
 
-    async def elected():
-        found = await cluster.wait_for_leader(survivors)
-        return found if found["id"] != leader["id"] else None
-    new_leader = await wait_until(elected, 30, interval=0.2, what="a new leader")
+    new_leader = await cluster.wait_for_leader(survivors, timeout=30, other_than=leader)
     await asyncio.gather(run_tasks([m["http"] for m in survivors], "after", 2),
                          append(new_leader["http"], "after", 20))
     live = await cluster.wait_converged(survivors)

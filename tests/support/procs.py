@@ -94,8 +94,10 @@ class ProcessCluster:
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
             return None
 
-    async def wait_for_leader(self, among: list[dict] | None = None, timeout: float = 30) -> dict:
-        """The master that leads, once every live master in `among` agrees on it."""
+    async def wait_for_leader(self, among: list[dict] | None = None, timeout: float = 30,
+                              other_than: dict | None = None, interval: float = 0.2) -> dict:
+        """The master that leads, once every live master in `among` agrees on it (and it is not
+        `other_than`: right after a kill, the survivors still name the old leader)."""
         among = among or self.masters
 
         async def agreed():
@@ -103,9 +105,11 @@ class ProcessCluster:
             leaders = {a["leader"] for a in answers if a}
             if None in answers or len(leaders) != 1 or None in leaders:
                 return None
+            if other_than is not None and other_than["http"] in leaders:
+                return None
             return next(m for m in self.masters if m["http"] in leaders)
 
-        return await wait_until(agreed, timeout, interval=0.2, what="an agreed leader")
+        return await wait_until(agreed, timeout, interval=interval, what="an agreed leader")
 
     async def digest(self, master: dict) -> dict | None:
         try:
