@@ -40,6 +40,9 @@ def master_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--raft-pre-vote", choices=["on", "off"], default="on",
                         help="ask the other masters before starting an election, so that a master that was "
                              "paused or cut off cannot depose a working leader (default %(default)s)")
+    parser.add_argument("--raft-stall-dump-s", type=float, default=0.0, metavar="SECONDS",
+                        help="when the Raft thread has not run for this long, write every thread's stack to "
+                             "raft-stalls.txt in the work dir, to see what held it up (default 0: off)")
     parser.add_argument("--compaction-min-entries", type=int, default=2_000,
                         help="compact the Raft journal past this many Raft entries (default %(default)s)")
     parser.add_argument("--compaction-interval-s", type=float, default=60.0,
@@ -104,6 +107,8 @@ def master_config(args: argparse.Namespace):
         raise ConfigError("--election-timeout-min-ms must be below --election-timeout-max-ms")
     if not 0 <= args.snapshot_suffix_ratio <= 100:  # NaN too
         raise ConfigError("--snapshot-suffix-ratio must be between 0 and 100")
+    if not 0 <= args.raft_stall_dump_s <= 3600:
+        raise ConfigError("--raft-stall-dump-s must be between 0 (off) and 3600")
     return MasterConfig(
         id=args.id or args.address,
         address=args.address,
@@ -119,6 +124,7 @@ def master_config(args: argparse.Namespace):
         election_timeout_min_ms=args.election_timeout_min_ms,
         election_timeout_max_ms=args.election_timeout_max_ms,
         raft_pre_vote=args.raft_pre_vote == "on",
+        raft_stall_dump_s=args.raft_stall_dump_s,
         compaction_min_entries=args.compaction_min_entries,
         compaction_interval_s=args.compaction_interval_s,
         allocation_interval_s=args.allocation_interval_s,

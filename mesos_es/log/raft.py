@@ -21,6 +21,7 @@ What we change in pysyncobj 0.3.17 (see docs/log.md, "pysyncobj as we run it"):
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import functools
 import logging
 import os
@@ -111,6 +112,10 @@ class RaftConfig:
     # Ask the others before starting an election (see `pre_vote_granted`); off only to
     # compare with pysyncobj's own behaviour.
     pre_vote: bool = True
+    # When the tick thread has not run for this long, dump every thread's stack to
+    # `raft-stalls.txt` in the work dir (faulthandler's watchdog, which needs no GIL, so it
+    # shows what held it); 0: off.
+    stall_dump_s: float = 0.0
     connection_retry_s: float = 0.3
     # pysyncobj compacts its journal past this many Raft entries, or this often.
     compaction_min_entries: int = 2_000
@@ -168,6 +173,18 @@ _CREATE_JOURNAL_LOCK = threading.Lock()
 # not wait out the election timeout to notice. The jitter spreads the two survivors' rounds.
 LEADER_LOST_JITTER_S = 0.05
 
+# A tick thread that did not run for this share of the minimum election timeout is logged
+# (`raft_tick_stalled`); the stall dump is re-armed at most this often.
+TICK_STALL_WARNING = 0.5
+STALL_DUMP_REARM_S = 0.1
+
+# A replica that grants a pre-vote stands back from its own election for this (random) time,
+# and one refused by a replica that still heard the dying leader asks again after it: two
+# survivors that noticed the leader's death together and asked each other at once would
+# otherwise both become candidates, vote for themselves and split the vote, which costs a
+# whole election timeout (1-2 s by default).
+PRE_VOTE_BACKOFF_S = (0.05, 0.3)
+
 
 def pre_vote_granted(*, leading: bool, leader_alive: bool, candidate_term: int, term: int,
                      candidate_log: tuple[int, int], log: tuple[int, int]) -> bool:
@@ -182,7 +199,7 @@ def pre_vote_granted(*, leading: bool, leader_alive: bool, candidate_term: int, 
 
 class _Node(SyncObj):
     def __init__(self, address: str, peers: Sequence[str], conf: SyncObjConf, journal: DurableJournal, on_entry,
-                 pre_vote: bool = True):
+                 pre_vote: bool = True, stall_dump_s: float = 0.0, stall_dump_path: Path | None = None):
         self.journal = journal
         self._on_entry = on_entry
         self.leader_contact: float | None = None  # monotonic time of the leader's last append_entries
@@ -193,6 +210,10 @@ class _Node(SyncObj):
         self._pre_vote_grants = 0
         self._election_granted = False
         self._lost_leader = None  # the leader whose connection we saw close
+        self._last_tick = time.monotonic()
+        self.stall_dump_s = stall_dump_s
+        self._stall_dump = open(stall_dump_path, "a") if stall_dump_s > 0 else None  # noqa: SIM115 (closed on destroy)
+        self._stall_dump_armed = 0.0
         with _CREATE_JOURNAL_LOCK:
             original = pysyncobj.syncobj.createJournal
             pysyncobj.syncobj.createJournal = lambda _path: journal
@@ -202,12 +223,34 @@ class _Node(SyncObj):
                 pysyncobj.syncobj.createJournal = original
 
     def _onTick(self, timeToWait=0.0):
+        self._watch_tick()
         # Entries added during the last tick become durable before this tick counts the
         # leader's own copy toward a commit.
         self.journal.sync()
         if self.pre_vote:
             self._pre_vote_tick()
         super()._onTick(timeToWait)
+
+    def _watch_tick(self) -> None:
+        """Say when this thread did not run for long enough to cost an election: a leader
+        sends no heartbeat meanwhile, a follower answers nothing (etcd warns alike). The
+        usual cause is the other thread holding the GIL (a long C call, a big parse)."""
+        now = time.monotonic()
+        gap = now - self._last_tick
+        self._last_tick = now
+        if gap > TICK_STALL_WARNING * self.conf.raftMinTimeout:
+            log.warning("raft_tick_stalled", seconds=round(gap, 3), leading=self._SyncObj__raftState == _RAFT_STATE.LEADER,
+                        election_timeout_min_s=self.conf.raftMinTimeout)
+        if self._stall_dump is not None and now - self._stall_dump_armed > STALL_DUMP_REARM_S:
+            self._stall_dump_armed = now
+            faulthandler.dump_traceback_later(self.stall_dump_s, file=self._stall_dump)
+
+    def close_stall_dump(self) -> None:
+        """Once the tick thread has stopped."""
+        if self._stall_dump is not None:
+            faulthandler.cancel_dump_traceback_later()
+            self._stall_dump.close()
+            self._stall_dump = None
 
     # -- pre-vote (pysyncobj's private state is reached by its mangled names) ---------------
 
@@ -257,14 +300,26 @@ class _Node(SyncObj):
                 and time.monotonic() - self.leader_contact < self.conf.raftMinTimeout)
 
     def _on_pre_vote(self, node, message) -> None:
-        """Answer a pre-vote (`voter_term` lets an asker that is behind in term catch up)."""
+        """Answer a pre-vote (`voter_term` lets an asker that is behind in term catch up,
+        `leader_alive` tells one that saw the leader die that we have not noticed yet)."""
+        leader_alive = self._leader_alive()
         granted = pre_vote_granted(
-            leading=self._SyncObj__raftState == _RAFT_STATE.LEADER, leader_alive=self._leader_alive(),
+            leading=self._SyncObj__raftState == _RAFT_STATE.LEADER, leader_alive=leader_alive,
             candidate_term=message["term"], term=self.raftCurrentTerm,
             candidate_log=(message["last_log_term"], message["last_log_index"]),
             log=(self._SyncObj__getCurrentLogTerm(), self._SyncObj__getCurrentLogIndex()))
         self._SyncObj__transport.send(node, {"type": "pre_vote_response", "term": message["term"],
-                                             "granted": granted, "voter_term": self.raftCurrentTerm})
+                                             "granted": granted, "voter_term": self.raftCurrentTerm,
+                                             "leader_alive": leader_alive})
+        if granted:
+            # Let the asker run its election: our own round, even one that passed, is over,
+            # and we try again (after a short wait, not the whole timeout a round set) only
+            # if the asker's election does not reach us.
+            stand_back_until = time.monotonic() + random.uniform(*PRE_VOTE_BACKOFF_S)
+            if self._pre_vote_term is None and not self._election_granted:
+                stand_back_until = max(stand_back_until, self._SyncObj__raftElectionDeadline)
+            self._pre_vote_term, self._election_granted = None, False
+            self._SyncObj__raftElectionDeadline = stand_back_until
 
     def _on_pre_vote_response(self, node, message) -> None:
         if self._SyncObj__raftState == _RAFT_STATE.LEADER or message["term"] != self._pre_vote_term:
@@ -279,6 +334,10 @@ class _Node(SyncObj):
                 self._SyncObj__setCurrentTerm(message["voter_term"], None)
                 self._SyncObj__setState(_RAFT_STATE.FOLLOWER)
                 self._pre_vote_term = None
+            elif message.get("leader_alive") and self._lost_leader is not None:
+                # It has not yet seen the leader's connection close, as we have: ask again soon.
+                self._SyncObj__raftElectionDeadline = min(self._SyncObj__raftElectionDeadline,
+                                                          time.monotonic() + random.uniform(*PRE_VOTE_BACKOFF_S))
             return
         self._pre_vote_grants += 1
         if self._pre_vote_grants + 1 > (len(self._SyncObj__otherNodes) + 1) / 2:
@@ -406,7 +465,8 @@ class RaftLog(ReplicatedLog):
             maxBindRetries=20,
             dynamicMembershipChange=False,
         )
-        node = _Node(c.address, c.peers, conf, self.journal, self._on_raft_entry, pre_vote=c.pre_vote)
+        node = _Node(c.address, c.peers, conf, self.journal, self._on_raft_entry, pre_vote=c.pre_vote,
+                     stall_dump_s=c.stall_dump_s, stall_dump_path=Path(c.work_dir) / "raft-stalls.txt")
         try:
             node.waitBinded()
         except SyncObjException as e:
@@ -423,6 +483,7 @@ class RaftLog(ReplicatedLog):
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._node is not None:
             await asyncio.to_thread(self._node.destroy_synchronous)
+            self._node.close_stall_dump()
         self.archive.close()
         closed = LogClosed("the replicated log was stopped")
         futures = [f for _, f in self._pending] + list(self._awaiting.values()) + [f for _, f in self._barriers]

@@ -66,6 +66,7 @@ class MasterConfig:
     election_timeout_min_ms: int = 1000
     election_timeout_max_ms: int = 2000
     raft_pre_vote: bool = True
+    raft_stall_dump_s: float = 0.0  # 0: off
     compaction_min_entries: int = 2_000
     compaction_interval_s: float = 60.0
     commit_timeout_s: float = 10.0

@@ -124,3 +124,16 @@ def test_the_snapshot_suffix_ratio_reaches_the_master_and_is_checked(tmp_path):
         args = build_parser().parse_args(["master", "--work-dir", str(tmp_path), "--snapshot-suffix-ratio", bad])
         with pytest.raises(ConfigError, match="snapshot-suffix-ratio"):
             master_config(args)
+
+
+def test_the_raft_stall_dump_is_off_unless_asked_for_and_checked(tmp_path):
+    from mesos_es.master.main import raft_config
+
+    args = build_parser().parse_args(["master", "--work-dir", str(tmp_path)])
+    assert raft_config(master_config(args)).stall_dump_s == 0
+    args = build_parser().parse_args(["master", "--work-dir", str(tmp_path), "--raft-stall-dump-s", "1.5"])
+    assert raft_config(master_config(args)).stall_dump_s == 1.5
+    for bad in ("-1", "nan"):
+        args = build_parser().parse_args(["master", "--work-dir", str(tmp_path), "--raft-stall-dump-s", bad])
+        with pytest.raises(ConfigError, match="raft-stall-dump-s"):
+            master_config(args)

@@ -1,12 +1,14 @@
 """RaftLog on pysyncobj, one replica in this process: commit, recovery, compaction."""
 
 import asyncio
+import time
 
 import pytest
+import structlog
 
 from mesos_es.log.interface import EntryTooLarge, NotLeader, Role
 from mesos_es.log.journal import DurableJournal
-from mesos_es.log.raft import RaftConfig, RaftLog, pre_vote_granted
+from mesos_es.log.raft import PRE_VOTE_BACKOFF_S, RaftConfig, RaftLog, pre_vote_granted
 from tests.support.ports import free_port_block
 
 
@@ -283,3 +285,92 @@ async def test_a_snapshot_chunk_never_commits_the_followers_own_tail(tmp_path):
 def test_pre_vote_rule(leading, leader_alive, candidate_term, term, candidate_log, log, granted):
     assert pre_vote_granted(leading=leading, leader_alive=leader_alive, candidate_term=candidate_term, term=term,
                             candidate_log=candidate_log, log=log) is granted
+
+
+async def test_a_granted_pre_vote_stands_back_and_a_premature_refusal_asks_again_soon(tmp_path):
+    """Two survivors of a killed leader ask each other for pre-votes at the same moment: each
+    grant must end the granter's own round, or both become candidates, vote for themselves
+    and split the vote (a whole election timeout lost: the CI flake of the leader-kill test).
+    And a refusal from a replica that has not yet seen the leader's connection close must not
+    cost the asker its whole election timeout."""
+    port = free_port_block(1, (0,))
+    peers = free_port_block(2, (0,))
+    # Restarted as a follower of an unreachable cluster: it never runs a round by itself.
+    log = await start(config(tmp_path, port, peers=[peers, peers + 1], election_timeout_min_s=30,
+                             election_timeout_max_s=60), [])
+    try:
+        node = log._node
+        other, dead_leader = sorted(node.otherNodes, key=lambda n: n.id)
+        seen = {}
+
+        def race():  # runs on the tick thread, like real messages
+            if seen:
+                return
+            term = node.raftCurrentTerm
+            request = {"type": "pre_vote", "term": term + 1, "last_log_index": node._SyncObj__getCurrentLogIndex(),
+                       "last_log_term": node._SyncObj__getCurrentLogTerm()}
+            # Our round passed a moment ago; the other survivor's request crossed it.
+            node._pre_vote_term, node._election_granted = None, True
+            node._SyncObj__raftElectionDeadline = 0
+            node._SyncObj__onMessageReceived(other, request)
+            seen["granted"] = (node._election_granted, node._SyncObj__raftElectionDeadline - time.monotonic())
+            # Our round is running (it set a whole timeout ahead) and the request crosses it.
+            node._pre_vote_term = term + 1
+            node._SyncObj__raftElectionDeadline = time.monotonic() + 30
+            node._SyncObj__onMessageReceived(other, request)
+            seen["running"] = (node._pre_vote_term, node._SyncObj__raftElectionDeadline - time.monotonic())
+            # Our next round is refused by a replica still connected to the dead leader.
+            node._lost_leader, node._pre_vote_term = dead_leader, term + 1
+            node._SyncObj__raftElectionDeadline = time.monotonic() + 30
+            node._SyncObj__onMessageReceived(other, {
+                "type": "pre_vote_response", "term": term + 1, "granted": False, "voter_term": term,
+                "leader_alive": True})
+            seen["refused"] = node._SyncObj__raftElectionDeadline - time.monotonic()
+            node._lost_leader, node._pre_vote_term = None, None
+            node._SyncObj__raftElectionDeadline = time.monotonic() + 30
+            seen["term"] = term
+
+        node.addOnTickCallback(race)
+        for _ in range(100):
+            if seen:
+                break
+            await asyncio.sleep(0.01)
+        node.removeOnTickCallback(race)
+        election_granted, stands_back_for = seen["granted"]
+        assert not election_granted
+        assert PRE_VOTE_BACKOFF_S[0] - 0.01 <= stands_back_for <= PRE_VOTE_BACKOFF_S[1]
+        round_term, stands_back_for = seen["running"]
+        assert round_term is None and stands_back_for <= PRE_VOTE_BACKOFF_S[1]
+        assert seen["refused"] <= PRE_VOTE_BACKOFF_S[1]
+        await asyncio.sleep(0.5)
+        assert node.raftCurrentTerm == seen["term"]  # no election was started
+    finally:
+        await log.stop()
+
+
+async def test_a_stalled_tick_thread_is_logged_and_its_stacks_dumped(tmp_path):
+    """What held up the Raft thread long enough to cost an election is written down: a
+    warning, and (opted in) every thread's stack from faulthandler's watchdog."""
+    log = await start(config(tmp_path, free_port_block(1, (0,)), stall_dump_s=0.3), [])
+    try:
+        node = log._node
+        stalled = []
+
+        def stall_once():  # the tick thread itself held up, as by a long GIL hold elsewhere
+            if not stalled:
+                stalled.append(True)
+                time.sleep(0.7)
+
+        with structlog.testing.capture_logs() as logs:
+            node.addOnTickCallback(stall_once)
+            for _ in range(200):
+                await asyncio.sleep(0.01)
+                if any(e["event"] == "raft_tick_stalled" for e in logs):
+                    break
+            node.removeOnTickCallback(stall_once)
+        (warning,) = [e for e in logs if e["event"] == "raft_tick_stalled"]
+        assert warning["seconds"] >= 0.6 and warning["leading"] is True
+    finally:
+        await log.stop()
+    dump = (tmp_path / "raft-stalls.txt").read_text()
+    assert "stall_once" in dump and "Thread" in dump
