@@ -196,3 +196,30 @@ async def test_calls_that_arrive_during_an_election_wait_for_the_new_leader(tmp_
                 assert status == 503 and answered_at < elected_at
     finally:
         await masters.stop()
+
+
+@pytest.mark.parametrize("successor", [1, 2])
+async def test_a_standby_holds_a_proxied_call_while_its_leader_is_unreachable(masters, successor):
+    """The leader's process died; the standby still names it until the election ends. A call
+    proxied through the standby is held and sent to the successor (or served by the standby
+    itself when it is elected) instead of failing with 503, which pymesos raises on."""
+    await masters.runners[0].cleanup()  # the leader's HTTP server is gone, its log still leads
+    subscribe = {"type": "SUBSCRIBE", "subscribe": {"framework_info": {"user": "u", "name": "held"}}}
+    loop = asyncio.get_running_loop()
+    async with aiohttp.ClientSession() as http:
+        async def call():
+            async with http.post(masters.url(2, "/api/v1/scheduler"), data=orjson.dumps(subscribe),
+                                 headers={"Content-Type": "application/json"}) as r:
+                first = await r.content.readuntil(b"\n") if r.status == 200 else await r.read()
+                return r.status, first, loop.time()
+
+        answer = asyncio.ensure_future(call())
+        await asyncio.sleep(0.5)  # refused by the dead leader, again and again
+        assert not answer.done()
+        elected_at = loop.time()
+        masters.elect(successor)
+        status, first, answered_at = await asyncio.wait_for(answer, 5)
+    assert status == 200, first
+    assert answered_at >= elected_at
+    state = masters.contexts[successor].replica.state.cluster
+    assert [f.info.name for f in state.frameworks.values()] == ["held"]

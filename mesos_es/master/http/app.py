@@ -43,7 +43,7 @@ async def scheduler_api_proxy(request: web.Request, handler) -> web.StreamRespon
         return await handler(request)
     if not _leading(master):
         await hold_for_leader(request)
-    return await (handler(request) if _leading(master) else proxy.forward(request))
+    return await (handler(request) if _leading(master) else proxy.forward(request, serve=handler))
 
 
 def _leading(master) -> bool:

@@ -11,6 +11,7 @@ the framework's next SUBSCRIBE reaches the new leader through the same standby.
 from __future__ import annotations
 
 import asyncio
+import time
 
 import aiohttp
 import structlog
@@ -29,34 +30,63 @@ _HOP_BY_HOP = frozenset(h.lower() for h in (
     "Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "TE", "Trailer",
     "Transfer-Encoding", "Upgrade", "Content-Length", "Host"))
 CONNECT_TIMEOUT_S = 5.0
+# Between attempts to reach a leader that did not answer (see `forward`).
+RETRY_INTERVAL_S = 0.1
 
 
 def _relayed(headers) -> dict[str, str]:
     return {k: v for k, v in headers.items() if k.lower() not in _HOP_BY_HOP}
 
 
-async def forward(request: web.Request) -> web.StreamResponse:
+async def forward(request: web.Request, serve=None) -> web.StreamResponse:
     """The leader's answer to this request. A chunked answer (a SUBSCRIBE stream) is relayed
-    as it arrives, until either side closes. 503 while no leader is reachable."""
+    as it arrives, until either side closes. 503 while no leader is reachable. `serve`: the
+    local handler, for when this master is elected while the request waits."""
     master = request.app[MASTER]
-    leader = master.leader()
-    if leader is None or leader == master.config.address or FORWARDED_BY in request.headers:
-        raise unavailable("no leading master is reachable from this one yet; retry shortly", leader=leader)
+    if FORWARDED_BY in request.headers:
+        raise unavailable("no leading master is reachable from this one yet; retry shortly", leader=master.leader())
     body = await request.read()
     headers = _relayed(request.headers)
     headers[FORWARDED_BY] = master.config.address
     answer_within = master.config.commit_timeout_s + 5
+    hold_until = time.monotonic() + master.config.leader_hold_timeout_s
+    while True:
+        shell = master.leader_shell
+        if serve is not None and shell is not None and shell.is_leading():
+            return await serve(request)
+        leader = master.leader()
+        if leader is not None and leader != master.config.address:
+            try:
+                async with asyncio.timeout(answer_within):
+                    upstream = await request.app[SESSION].request(
+                        request.method, f"http://{leader}{request.path_qs}", data=body, headers=headers,
+                        allow_redirects=False,
+                        timeout=aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT_S))
+                if upstream.status != 307:
+                    break
+                upstream.release()  # it no longer leads: held like a dead leader, below
+                failure = f"{leader} no longer leads"
+            except TimeoutError:
+                raise unavailable(f"the leader {leader} did not answer within {answer_within:.0f} s; retry shortly",
+                                  leader=leader) from None
+            except (aiohttp.ClientConnectionError, OSError) as e:
+                # Refused, or dropped before any answer: most likely a leader that just died
+                # and that this master names until the election ends (a fraction of a
+                # second). Held and sent again (to its successor once known), the caller
+                # sees the election as a slow answer rather than a 503, which pymesos fails
+                # on. A call the dead leader had already handled arrives twice, as the
+                # caller's own retry would.
+                log.info("proxy_leader_unreachable", leader=leader, path=request.path, reason=type(e).__name__)
+                failure = f"the leader {leader} did not answer ({type(e).__name__})"
+            except aiohttp.ClientError as e:
+                raise unavailable(f"the leader {leader} did not answer ({type(e).__name__}); retry shortly",
+                                  leader=leader) from None
+        else:
+            failure = "no leading master is reachable from this one yet"
+        if time.monotonic() >= hold_until:
+            raise unavailable(f"{failure}; retry shortly", leader=leader)
+        await asyncio.sleep(RETRY_INTERVAL_S)
     try:
-        async with asyncio.timeout(answer_within):
-            upstream = await request.app[SESSION].request(
-                request.method, f"http://{leader}{request.path_qs}", data=body, headers=headers,
-                allow_redirects=False, timeout=aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT_S))
-    except (aiohttp.ClientError, OSError, TimeoutError) as e:
-        raise unavailable(f"the leader {leader} did not answer ({type(e).__name__}); retry shortly",
-                          leader=leader) from None
-    try:
-        if upstream.status == 307:  # it no longer leads: the caller retries, through us again
-            raise unavailable(f"{leader} no longer leads; retry shortly", leader=None)
         if upstream.status != 200 or upstream.headers.get("Transfer-Encoding", "").lower() != "chunked":
             try:
                 async with asyncio.timeout(answer_within):
