@@ -52,9 +52,11 @@ async def test_a_best_effort_task_runs_on_revocable_cpus_until_the_estimate_shri
                         go.touch()  # the steady task gets busy: the estimate falls to nothing
                     if status["task_id"]["value"] == "best-effort" and status["state"] in (
                             "TASK_KILLED", "TASK_FAILED", "TASK_LOST", "TASK_ERROR"):
+                        # While subscribed: once the loop is left, the stream may close
+                        # first, and the master refuses a disconnected framework's calls.
+                        await client.kill("steady")
+                        await client.teardown()
                         break
-        await client.kill("steady")
-        await client.teardown()
     best_effort = [s for s in states["best-effort"] if "task_id" in s]
     assert [s["state"] for s in best_effort][-2:] == ["TASK_RUNNING", "TASK_KILLED"], best_effort
     assert best_effort[-1].get("reason") == "REASON_CONTAINER_PREEMPTED", best_effort[-1]
