@@ -29,6 +29,26 @@ async def start(cfg, applied):
     raise AssertionError("a single replica did not become leader")
 
 
+async def on_tick_thread(node, action):
+    """Run `action` once on pysyncobj's tick thread, where real messages are handled, and
+    return what it returned."""
+    done = []
+
+    def once():
+        if not done:
+            done.append(action())
+
+    node.addOnTickCallback(once)
+    try:
+        for _ in range(200):
+            if done:
+                return done[0]
+            await asyncio.sleep(0.01)
+    finally:
+        node.removeOnTickCallback(once)
+    raise AssertionError("the tick thread did not run it")
+
+
 async def test_concurrent_proposals_get_contiguous_positions_in_call_order(tmp_path):
     applied = []
     log = await start(config(tmp_path, free_port_block(1, (0,))), applied)
@@ -196,26 +216,16 @@ async def test_a_late_success_reply_never_moves_a_followers_next_index_back(tmp_
         await asyncio.gather(*(leaders[0].propose(b"x") for _ in range(50)))
         node = leaders[0]._node
         follower = next(iter(node.otherNodes))
-        observed = []
 
-        def inject_stale_reply():  # runs on the tick thread, like a real reply
-            if observed:
-                return
+        def inject_stale_reply():
             sent_up_to = node._SyncObj__raftNextIndex[follower]
             node._SyncObj__raftMatchIndex[follower] = sent_up_to - 10  # replies still in flight
             node._SyncObj__onMessageReceived(follower, {
                 "type": "next_node_idx", "next_node_idx": sent_up_to - 5, "reset": False, "success": True,
             })
-            observed.append((sent_up_to, node._SyncObj__raftNextIndex[follower],
-                             node._SyncObj__raftMatchIndex[follower]))
+            return sent_up_to, node._SyncObj__raftNextIndex[follower], node._SyncObj__raftMatchIndex[follower]
 
-        node.addOnTickCallback(inject_stale_reply)
-        for _ in range(100):
-            if observed:
-                break
-            await asyncio.sleep(0.01)
-        node.removeOnTickCallback(inject_stale_reply)
-        (sent_up_to, next_index, match_index), = observed
+        sent_up_to, next_index, match_index = await on_tick_thread(node, inject_stale_reply)
         assert match_index == sent_up_to - 6  # the reply still counts as progress
         assert next_index == sent_up_to  # but nothing is sent twice
     finally:
@@ -250,24 +260,16 @@ async def test_a_snapshot_chunk_never_commits_the_followers_own_tail(tmp_path):
         leader = next(iter(node.otherNodes))
         commit_before = node.raftCommitIndex
         assert commit_before == last_index
-        handled = []
 
-        def inject_snapshot_chunk():  # runs on the tick thread, like a real message
-            if not handled:
-                node._SyncObj__onMessageReceived(leader, {
-                    "type": "append_entries", "term": node.raftCurrentTerm + 1,
-                    "commit_index": last_index + 100, "serialized": None,
-                })
-                handled.append(node.raftCommitIndex)
+        def inject_snapshot_chunk():
+            node._SyncObj__onMessageReceived(leader, {
+                "type": "append_entries", "term": node.raftCurrentTerm + 1,
+                "commit_index": last_index + 100, "serialized": None,
+            })
+            return node.raftCommitIndex
 
-        node.addOnTickCallback(inject_snapshot_chunk)
-        for _ in range(100):
-            if handled:
-                break
-            await asyncio.sleep(0.01)
-        node.removeOnTickCallback(inject_snapshot_chunk)
+        assert await on_tick_thread(node, inject_snapshot_chunk) == commit_before
         await asyncio.sleep(0.2)
-        assert handled == [commit_before]
         assert applied == [(1, b"0"), (2, b"1"), (3, b"2")]  # redelivered from the archive, no 4th
     finally:
         await log.stop()
@@ -301,11 +303,8 @@ async def test_a_granted_pre_vote_stands_back_and_a_premature_refusal_asks_again
     try:
         node = log._node
         other, dead_leader = sorted(node.otherNodes, key=lambda n: n.id)
-        seen = {}
-
-        def race():  # runs on the tick thread, like real messages
-            if seen:
-                return
+        def race():
+            seen = {}
             term = node.raftCurrentTerm
             request = {"type": "pre_vote", "term": term + 1, "last_log_index": node._SyncObj__getCurrentLogIndex(),
                        "last_log_term": node._SyncObj__getCurrentLogTerm()}
@@ -329,13 +328,9 @@ async def test_a_granted_pre_vote_stands_back_and_a_premature_refusal_asks_again
             node._lost_leader, node._pre_vote_term = None, None
             node._SyncObj__raftElectionDeadline = time.monotonic() + 30
             seen["term"] = term
+            return seen
 
-        node.addOnTickCallback(race)
-        for _ in range(100):
-            if seen:
-                break
-            await asyncio.sleep(0.01)
-        node.removeOnTickCallback(race)
+        seen = await on_tick_thread(node, race)
         election_granted, stands_back_for = seen["granted"]
         assert not election_granted
         assert PRE_VOTE_BACKOFF_S[0] - 0.01 <= stands_back_for <= PRE_VOTE_BACKOFF_S[1]
@@ -354,20 +349,16 @@ async def test_a_stalled_tick_thread_is_logged_and_its_stacks_dumped(tmp_path):
     log = await start(config(tmp_path, free_port_block(1, (0,)), stall_dump_s=0.3), [])
     try:
         node = log._node
-        stalled = []
 
         def stall_once():  # the tick thread itself held up, as by a long GIL hold elsewhere
-            if not stalled:
-                stalled.append(True)
-                time.sleep(0.7)
+            time.sleep(0.7)
 
         with structlog.testing.capture_logs() as logs:
-            node.addOnTickCallback(stall_once)
-            for _ in range(200):
-                await asyncio.sleep(0.01)
+            await on_tick_thread(node, stall_once)
+            for _ in range(100):
                 if any(e["event"] == "raft_tick_stalled" for e in logs):
                     break
-            node.removeOnTickCallback(stall_once)
+                await asyncio.sleep(0.01)
         (warning,) = [e for e in logs if e["event"] == "raft_tick_stalled"]
         assert warning["seconds"] >= 0.6 and warning["leading"] is True
     finally:
