@@ -199,8 +199,10 @@ def pre_vote_granted(*, leading: bool, leader_alive: bool, candidate_term: int, 
 
 class _Node(SyncObj):
     def __init__(self, address: str, peers: Sequence[str], conf: SyncObjConf, journal: DurableJournal, on_entry,
-                 pre_vote: bool = True, stall_dump_s: float = 0.0, stall_dump_path: Path | None = None):
+                 pre_vote: bool = True, stall_dump_s: float = 0.0, stall_dump_path: Path | None = None,
+                 after_tick=lambda: None):
         self.journal = journal
+        self._after_tick = after_tick
         self._on_entry = on_entry
         self.leader_contact: float | None = None  # monotonic time of the leader's last append_entries
         self.pre_vote = pre_vote
@@ -230,6 +232,7 @@ class _Node(SyncObj):
         if self.pre_vote:
             self._pre_vote_tick()
         super()._onTick(timeToWait)
+        self._after_tick()
 
     def _watch_tick(self) -> None:
         """Say when this thread did not run for long enough to cost an election: a leader
@@ -407,6 +410,7 @@ class RaftLog(ReplicatedLog):
         self._barriers: list[tuple[int, asyncio.Future]] = []
         self._wakeup: asyncio.Event | None = None
         self._tasks: list[asyncio.Task] = []
+        self._tick_calls: deque[tuple] = deque()  # for the event loop, sent once per tick
         self._http = None  # aiohttp session for backfill, made on first use
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -466,7 +470,8 @@ class RaftLog(ReplicatedLog):
             dynamicMembershipChange=False,
         )
         node = _Node(c.address, c.peers, conf, self.journal, self._on_raft_entry, pre_vote=c.pre_vote,
-                     stall_dump_s=c.stall_dump_s, stall_dump_path=Path(c.work_dir) / "raft-stalls.txt")
+                     stall_dump_s=c.stall_dump_s, stall_dump_path=Path(c.work_dir) / "raft-stalls.txt",
+                     after_tick=self._send_calls)
         try:
             node.waitBinded()
         except SyncObjException as e:
@@ -631,10 +636,31 @@ class RaftLog(ReplicatedLog):
         return None
 
     def _call_soon(self, callback, *args) -> None:
+        """Have the event loop run `callback(*args)`, in order, after this tick (`_send_calls`):
+        one `call_soon_threadsafe` per tick rather than per entry, each a syscall (a write to
+        the loop's self-pipe) after which the tick thread must win the GIL back from the
+        asyncio thread (see `raft_tick_stalled`)."""
+        self._tick_calls.append((callback, args))
+
+    def _send_calls(self) -> None:
+        # tick thread, at the end of each tick (deque: pysyncobj may call back on the caller's thread)
+        if not self._tick_calls:
+            return
+        calls = []
+        while self._tick_calls:
+            calls.append(self._tick_calls.popleft())
         try:
-            self._loop.call_soon_threadsafe(callback, *args)
+            self._loop.call_soon_threadsafe(self._run_calls, calls)
         except RuntimeError:
             pass  # the loop is closed: we are shutting down
+
+    @staticmethod
+    def _run_calls(calls) -> None:
+        for callback, args in calls:
+            try:
+                callback(*args)
+            except Exception:
+                log.exception("raft_callback_failed", callback=getattr(callback, "__qualname__", repr(callback)))
 
     def _write_dump(self, tmp_path: str, data) -> None:
         """pysyncobj's serializer: record how far the archive reaches (tick thread)."""

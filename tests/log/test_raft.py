@@ -365,3 +365,15 @@ async def test_a_stalled_tick_thread_is_logged_and_its_stacks_dumped(tmp_path):
         await log.stop()
     dump = (tmp_path / "raft-stalls.txt").read_text()
     assert "stall_once" in dump and "Thread" in dump
+
+
+def test_calls_from_the_tick_thread_run_in_order_and_one_failure_stops_none_of_the_others():
+    ran = []
+
+    def fails():
+        raise ValueError("boom")
+
+    with structlog.testing.capture_logs() as logs:
+        RaftLog._run_calls([(ran.append, (1,)), (fails, ()), (ran.append, (2,))])
+    assert ran == [1, 2]
+    assert [e["event"] for e in logs] == ["raft_callback_failed"]
