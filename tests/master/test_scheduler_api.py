@@ -115,6 +115,39 @@ async def test_calls_without_the_stream_id_or_with_bad_json_change_nothing(maste
         assert masters.contexts[0].replica.state.position == position
 
 
+async def test_an_acknowledgement_from_an_old_subscription_is_dropped_not_refused(masters):
+    """pymesos acknowledges an update that reached it on the old leader's stream through
+    whichever master answers next; refused, the driver's event thread stops."""
+    agent = FakeAgent(masters.addresses[0], RESOURCES)
+    url = masters.url(0, "/api/v1/scheduler")
+    async with SchedulerClient(masters.addresses, {"user": "u", "name": "t"}) as scheduler:
+        events = Events(scheduler)
+        await next_event(events, "SUBSCRIBED")
+        agent_id = await agent.register()
+        offer = (await next_event(events, "OFFERS"))["offers"]["offers"][0]
+        await scheduler.accept([offer["id"]["value"]], [launch("t1", agent_id, "sleep 9", [scalar("cpus", 1)])])
+        await agent.next("RUN_TASK")
+        await agent.update(scheduler.framework_id, "t1", "TASK_RUNNING")
+        update = (await next_event(events, "UPDATE"))["update"]["status"]
+        position = masters.contexts[0].replica.state.position
+        old_stream = {"Content-Type": "application/json", "Mesos-Stream-Id": "an-old-subscription"}
+        ack = {"type": "ACKNOWLEDGE", "framework_id": {"value": scheduler.framework_id},
+               "acknowledge": {"agent_id": update["agent_id"], "task_id": update["task_id"], "uuid": update["uuid"]}}
+        kill = {"type": "KILL", "framework_id": {"value": scheduler.framework_id}, "kill": {"task_id": {"value": "t1"}}}
+        async with aiohttp.ClientSession() as http:
+            async with http.post(url, data=orjson.dumps(ack), headers=old_stream) as r:
+                assert r.status == 202
+            async with http.post(url, data=orjson.dumps(kill), headers=old_stream) as r:
+                assert r.status == 403  # anything that acts still needs the current stream
+        await asyncio.sleep(0.1)
+        assert masters.contexts[0].replica.state.position == position  # dropped, not applied
+        framework = masters.contexts[0].replica.state.cluster.frameworks[scheduler.framework_id]
+        assert len(framework.tasks["t1"].unacknowledged) == 1  # it will be sent again
+        await scheduler.acknowledge(update)  # from the current stream it counts
+        await agent.next("ACKNOWLEDGE")
+    await agent.close()
+
+
 async def test_an_unknown_offer_drops_the_launch_with_a_clear_update(masters):
     async with SchedulerClient(masters.addresses, {"user": "u", "name": "t"}) as scheduler:
         events = Events(scheduler)

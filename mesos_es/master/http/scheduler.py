@@ -169,6 +169,16 @@ def rejected(outcome) -> None:
         raise bad_request(outcome.reason)
 
 
+# Sent on a subscription that has ended (most often the old leader's, in the moment between
+# its death and the framework's SUBSCRIBE to the new one): answered 202 and dropped, where
+# Mesos answers 400. Dropping either changes nothing that matters: an update not acknowledged
+# is sent again on the new subscription, and the offers being declined were rescinded when
+# the leader changed or the framework subscribed again. pymesos acknowledges every update in
+# its event thread, and an error there stops the driver. Other calls from an old stream
+# still get 403.
+IGNORED_FROM_AN_OLD_STREAM = frozenset({"ACKNOWLEDGE", "DECLINE"})
+
+
 async def scheduler(request: web.Request) -> web.StreamResponse:
     master = request.app[MASTER]
     call = await read_scheduler_call(request)
@@ -185,7 +195,11 @@ async def scheduler(request: web.Request) -> web.StreamResponse:
     if framework_id not in leader.state.frameworks:
         raise http_error(web.HTTPNotFound, f"framework {framework_id} is not subscribed")
     stream = leader.frameworks.get(framework_id)
-    if stream is None or request.headers.get("Mesos-Stream-Id") != stream.stream_id:
+    stream_id = request.headers.get("Mesos-Stream-Id")
+    if stream is None or stream_id != stream.stream_id:
+        if stream_id and call["type"] in IGNORED_FROM_AN_OLD_STREAM:
+            log.info("old_stream_call_ignored", framework_id=framework_id, call=call["type"])
+            return accepted()
         raise http_error(web.HTTPForbidden, "the Mesos-Stream-Id header does not match the framework's subscription")
     handler = CALLS.get(call["type"])
     if handler is None:
