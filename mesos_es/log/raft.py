@@ -237,7 +237,8 @@ class _Node(SyncObj):
     def _watch_tick(self) -> None:
         """Say when this thread did not run for long enough to cost an election: a leader
         sends no heartbeat meanwhile, a follower answers nothing (etcd warns alike). The
-        usual cause is the other thread holding the GIL (a long C call, a big parse)."""
+        usual cause is this thread starving for the GIL behind the busy asyncio thread
+        (docs/log.md, known limitations)."""
         now = time.monotonic()
         gap = now - self._last_tick
         self._last_tick = now
