@@ -212,8 +212,8 @@ def check_tasks(frameworks: list[dict], agent_runs: dict[str, int], master_launc
 def check_updates(frameworks: list[dict], master_updates: dict[str, list[str]],
                   master_acks: dict[str, list[str]]) -> Verdict:
     """Every status update a framework acknowledged (answered 202) was delivered to it first, and
-    never again on a later subscription (the masters hold the acknowledgement: resending it after
-    a failover is a lost acknowledgement); every acknowledgement answered 202 is in the masters'
+    never again on a later subscription once answered (the masters hold the acknowledgement:
+    resending it after a failover is a lost acknowledgement); every acknowledgement answered 202 is in the masters'
     history; every update the masters forwarded to the framework (a `ForwardUpdate` effect)
     reached it. `master_updates` and
     `master_acks`: framework id -> uuids (base64) from the archive."""
@@ -235,7 +235,9 @@ def check_updates(frameworks: list[dict], master_updates: dict[str, list[str]],
             before = [d for d in delivered.get(uuid, []) if d["t"] <= ack["sent_s"]]
             if not before:
                 problems["acknowledged an update never delivered"].append(f"{name} {ack['task']} {ack['state']} {uuid}")
-            later = [d for d in delivered.get(uuid, []) if d["stream"] > ack["stream"]]
+            # Received after the 202 (an acknowledgement from an ended subscription is taken,
+            # so one answered after the new subscription's resend is not a lost one).
+            later = [d for d in delivered.get(uuid, []) if d["stream"] > ack["stream"] and d["t"] > ack["done_s"]]
             if later:
                 problems["delivered again on a later subscription after its ack was answered 202"].append(
                     f"{name} {ack['task']} {ack['state']} uuid {uuid}: ack 202 at t={ack['done_s']}s on subscription "

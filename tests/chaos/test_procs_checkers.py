@@ -208,6 +208,13 @@ def test_an_acknowledged_update_delivered_again_on_a_later_subscription_fails():
     assert "delivered again on a later subscription after its ack was answered 202" in v.evidence["problems"]
 
 
+def test_an_ack_from_an_old_subscription_answered_after_the_new_ones_resend_passes():
+    e = good()  # u1 acknowledged on subscription 1, answered at 1.1 s
+    e["frameworks"][0]["deliveries"].append(
+        {"t": 1.05, "uuid": "u1", "task": "t1", "state": "TASK_STARTING", "reason": None, "stream": 2})
+    assert checkers.check_updates(e["frameworks"], e["master_updates"], e["master_acks"]).ok
+
+
 def test_an_ack_answered_202_missing_from_the_masters_history_fails():
     e = good()
     e["master_acks"][FW].remove("u3")

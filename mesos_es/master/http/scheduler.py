@@ -169,14 +169,14 @@ def rejected(outcome) -> None:
         raise bad_request(outcome.reason)
 
 
-# Sent on a subscription that has ended (most often the old leader's, in the moment between
-# its death and the framework's SUBSCRIBE to the new one): answered 202 and dropped, where
-# Mesos answers 400. Dropping either changes nothing that matters: an update not acknowledged
-# is sent again on the new subscription, and the offers being declined were rescinded when
-# the leader changed or the framework subscribed again. pymesos acknowledges every update in
-# its event thread, and an error there stops the driver. Other calls from an old stream
-# still get 403.
-IGNORED_FROM_AN_OLD_STREAM = frozenset({"ACKNOWLEDGE", "DECLINE"})
+# Taken even with the id of a subscription that has ended (most often the old leader's, in
+# the moment between its death and the framework's SUBSCRIBE to the new one), where Mesos
+# answers 400: they are the framework's own decisions about updates it received and offers
+# it was made, and harmless when late (a second acknowledgement changes nothing; the offers
+# were rescinded when the leader changed or the framework subscribed again). pymesos
+# acknowledges every update in its event thread, and an error there stops the driver.
+# Every other call from an old stream gets 403: it would act on the cluster.
+TAKEN_FROM_AN_OLD_STREAM = frozenset({"ACKNOWLEDGE", "DECLINE"})
 
 
 async def scheduler(request: web.Request) -> web.StreamResponse:
@@ -197,10 +197,10 @@ async def scheduler(request: web.Request) -> web.StreamResponse:
     stream = leader.frameworks.get(framework_id)
     stream_id = request.headers.get("Mesos-Stream-Id")
     if stream is None or stream_id != stream.stream_id:
-        if stream_id and call["type"] in IGNORED_FROM_AN_OLD_STREAM:
-            log.info("old_stream_call_ignored", framework_id=framework_id, call=call["type"])
-            return accepted()
-        raise http_error(web.HTTPForbidden, "the Mesos-Stream-Id header does not match the framework's subscription")
+        if not (stream_id and call["type"] in TAKEN_FROM_AN_OLD_STREAM):
+            raise http_error(
+                web.HTTPForbidden, "the Mesos-Stream-Id header does not match the framework's subscription")
+        log.info("old_stream_call_taken", framework_id=framework_id, call=call["type"])
     handler = CALLS.get(call["type"])
     if handler is None:
         raise bad_request(f"unsupported call type {call['type']!r}")
