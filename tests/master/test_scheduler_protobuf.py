@@ -361,9 +361,12 @@ async def test_a_wrong_stream_id_or_framework_in_protobuf(masters):
     try:
         await scheduler.subscribe(framework_info())
         position = masters.contexts[0].replica.state.position
+        revive = Call(type=Call.REVIVE, framework_id=v1.FrameworkID(value=scheduler.framework_id),
+                      revive=Call.Revive())
+        assert (await scheduler.post(revive, stream_id="not-the-stream"))[0] == 403
+        assert (await scheduler.post(revive, stream_id=None))[0] == 403
         decline = Call(type=Call.DECLINE, framework_id=v1.FrameworkID(value=scheduler.framework_id),
                        decline=Call.Decline())
-        assert (await scheduler.post(decline, stream_id="not-the-stream"))[0] == 403
         assert (await scheduler.post(decline, stream_id=None))[0] == 403
         decline.framework_id.value = "nope"
         assert (await scheduler.post(decline))[0] == 404
