@@ -45,6 +45,18 @@ async def next_event(events: Events, kind, timeout=10):
                 return event
 
 
+async def running_task(scheduler, events, agent, command) -> tuple[str, dict]:
+    """Subscribe, register the agent, launch t1 on its offer and see TASK_RUNNING: the agent's
+    id and the UPDATE's status."""
+    await next_event(events, "SUBSCRIBED")
+    agent_id = await agent.register()
+    offer = (await next_event(events, "OFFERS"))["offers"]["offers"][0]
+    await scheduler.accept([offer["id"]["value"]], [launch("t1", agent_id, command, [scalar("cpus", 1)])])
+    await agent.next("RUN_TASK")
+    await agent.update(scheduler.framework_id, "t1", "TASK_RUNNING")
+    return agent_id, (await next_event(events, "UPDATE"))["update"]["status"]
+
+
 async def test_a_task_runs_from_offer_to_acknowledged_finish(masters):
     agent = FakeAgent(masters.addresses[0], RESOURCES)
     async with SchedulerClient(masters.addresses[1:] + masters.addresses[:1],
@@ -121,14 +133,7 @@ async def test_an_acknowledgement_from_an_old_subscription_is_taken_not_refused(
     agent = FakeAgent(masters.addresses[0], RESOURCES)
     url = masters.url(0, "/api/v1/scheduler")
     async with SchedulerClient(masters.addresses, {"user": "u", "name": "t"}) as scheduler:
-        events = Events(scheduler)
-        await next_event(events, "SUBSCRIBED")
-        agent_id = await agent.register()
-        offer = (await next_event(events, "OFFERS"))["offers"]["offers"][0]
-        await scheduler.accept([offer["id"]["value"]], [launch("t1", agent_id, "sleep 9", [scalar("cpus", 1)])])
-        await agent.next("RUN_TASK")
-        await agent.update(scheduler.framework_id, "t1", "TASK_RUNNING")
-        update = (await next_event(events, "UPDATE"))["update"]["status"]
+        _, update = await running_task(scheduler, Events(scheduler), agent, "sleep 9")
         position = masters.contexts[0].replica.state.position
         old_stream = {"Content-Type": "application/json", "Mesos-Stream-Id": "an-old-subscription"}
         ack = {"type": "ACKNOWLEDGE", "framework_id": {"value": scheduler.framework_id},
@@ -212,18 +217,12 @@ async def test_a_silent_agent_is_marked_unreachable_and_its_tasks_lost(masters):
     agent = FakeAgent(masters.addresses[0], RESOURCES)
     async with SchedulerClient(masters.addresses, {"user": "u", "name": "t"}) as scheduler:
         events = Events(scheduler)
-        await next_event(events, "SUBSCRIBED")
-        agent_id = await agent.register()
-        offer = (await next_event(events, "OFFERS"))["offers"]["offers"][0]
-        await scheduler.accept([offer["id"]["value"]], [launch("t1", agent_id, "sleep 100", [scalar("cpus", 1)])])
-        await agent.next("RUN_TASK")
-        uuid = await agent.update(scheduler.framework_id, "t1", "TASK_RUNNING")
-        assert (await next_event(events, "UPDATE"))["update"]["status"]["state"] == "TASK_RUNNING"
+        agent_id, running = await running_task(scheduler, events, agent, "sleep 100")
+        assert running["state"] == "TASK_RUNNING" and running["uuid"]
         await agent.close()  # no more PONGs
         status = (await next_event(events, "UPDATE"))["update"]["status"]
         assert status["state"] == "TASK_LOST" and status["reason"] == "REASON_AGENT_REMOVED"
         assert masters.contexts[0].replica.state.cluster.agents[agent_id].reachable is False
-        assert uuid
 
 
 async def test_an_agent_sends_many_tasks_updates_in_one_call(masters):
