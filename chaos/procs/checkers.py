@@ -213,10 +213,10 @@ def check_updates(frameworks: list[dict], master_updates: dict[str, list[str]],
                   master_acks: dict[str, list[str]]) -> Verdict:
     """Every status update a framework acknowledged (answered 202) was delivered to it first, and
     never again on a later subscription once answered (the masters hold the acknowledgement:
-    resending it after a failover is a lost acknowledgement); every acknowledgement answered 202 is in the masters'
-    history; every update the masters forwarded to the framework (a `ForwardUpdate` effect)
-    reached it. `master_updates` and
-    `master_acks`: framework id -> uuids (base64) from the archive."""
+    resending it after a failover is a lost acknowledgement); every acknowledgement answered
+    202 is in the masters' history; every update the masters forwarded to the framework (a
+    `ForwardUpdate` effect) reached it. `master_updates` and `master_acks`: framework id ->
+    uuids (base64) from the archive."""
     problems: dict[str, list] = defaultdict(list)
     duplicates = 0
     acked_total = 0
