@@ -43,6 +43,12 @@ def master_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--raft-stall-dump-s", type=float, default=0.0, metavar="SECONDS",
                         help="when the Raft thread has not run for this long, write every thread's stack to "
                              "raft-stalls.txt in the work dir, to see what held it up (default 0: off)")
+    parser.add_argument("--raft-process", choices=["on", "off"], default="on",
+                        help="run Raft in a process of its own beside the master, so that its heartbeats do not "
+                             "wait behind a busy master (default %(default)s; off: on a thread of the master)")
+    parser.add_argument("--raft-master-timeout-s", type=float, default=None, metavar="SECONDS",
+                        help="with --raft-process on: a Raft process that hears nothing from its master for this "
+                             "long stops leading until it does (default: twice the longest election timeout)")
     parser.add_argument("--compaction-min-entries", type=int, default=2_000,
                         help="compact the Raft journal past this many Raft entries (default %(default)s)")
     parser.add_argument("--compaction-interval-s", type=float, default=60.0,
@@ -109,6 +115,8 @@ def master_config(args: argparse.Namespace):
         raise ConfigError("--snapshot-suffix-ratio must be between 0 and 100")
     if not 0 <= args.raft_stall_dump_s <= 3600:
         raise ConfigError("--raft-stall-dump-s must be between 0 (off) and 3600")
+    if args.raft_master_timeout_s is not None and not 0.1 <= args.raft_master_timeout_s <= 3600:
+        raise ConfigError("--raft-master-timeout-s must be between 0.1 and 3600")
     return MasterConfig(
         id=args.id or args.address,
         address=args.address,
@@ -125,6 +133,8 @@ def master_config(args: argparse.Namespace):
         election_timeout_max_ms=args.election_timeout_max_ms,
         raft_pre_vote=args.raft_pre_vote == "on",
         raft_stall_dump_s=args.raft_stall_dump_s,
+        raft_process=args.raft_process == "on",
+        raft_master_timeout_s=args.raft_master_timeout_s,
         compaction_min_entries=args.compaction_min_entries,
         compaction_interval_s=args.compaction_interval_s,
         allocation_interval_s=args.allocation_interval_s,

@@ -12,10 +12,15 @@ import sys
 import structlog
 
 
+_configured: tuple[str, str, dict] | None = None
+
+
 def configure(fmt: str = "auto", level: str = "info", **context) -> None:
     """`fmt`: json, console, or auto (console on a terminal, JSON otherwise)."""
+    global _configured
     if fmt == "auto":
         fmt = "console" if sys.stderr.isatty() else "json"
+    _configured = (fmt, level, dict(context))
     renderer = (
         structlog.processors.JSONRenderer()
         if fmt == "json"
@@ -47,3 +52,11 @@ def configure(fmt: str = "auto", level: str = "info", **context) -> None:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(**context)
+
+
+def settings() -> tuple[str, str, dict]:
+    """(format, level, context) as this process configured them, for a child process that
+    logs to the same stderr (the Raft process); unconfigured: the root logger's level."""
+    if _configured is not None:
+        return _configured
+    return "auto", logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower(), {}

@@ -22,7 +22,7 @@ from pathlib import Path
 import aiohttp
 
 from chaos.procs.proxy import Link, ProxyProcess, peer_addresses, plan_links
-from mesos_es.processes import die_with_parent
+from mesos_es.processes import children, die_with_parent
 
 HOST = "127.0.0.1"
 RAFT_OFFSET = 1000  # master i: HTTP base + i, Raft base + 1000 + i
@@ -78,6 +78,7 @@ class Node:
     raft: str = ""
     process: asyncio.subprocess.Process | None = None
     paused: bool = False
+    paused_pids: list[int] = field(default_factory=list)  # what `pause` stopped
     expect_exit: bool = True  # set False while it runs; an exit then is unexpected
     starts: int = 0
     watcher: asyncio.Task | None = None
@@ -216,13 +217,19 @@ class Cluster:
             await asyncio.wait_for(node.process.wait(), timeout_s)
 
     def pause(self, node: Node) -> None:
+        """SIGSTOP the node; a master whole, its Raft process too (a frozen machine)."""
         if node.up:
             node.paused = True
-            os.kill(node.process.pid, signal.SIGSTOP)
+            node.paused_pids = [node.process.pid, *(children(node.process.pid) if node.kind == "master" else ())]
+            for pid in node.paused_pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGSTOP)
 
     def resume(self, node: Node) -> None:
         if node.up and node.paused:
-            os.kill(node.process.pid, signal.SIGCONT)
+            for pid in node.paused_pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
         node.paused = False
 
     async def terminate(self, node: Node) -> None:

@@ -22,7 +22,7 @@ KINDS = {
     "kill-leader": "SIGKILL the leader; start it again from its work dir after hold_s",
     "kill-master": "SIGKILL one master (by name: leader or follower, whichever it is then); restart after hold_s",
     "restart-leader": "SIGTERM the leader (a clean stop); start it again from its work dir after hold_s",
-    "pause-leader": "SIGSTOP the leader for hold_s, then SIGCONT (a long GC pause, a frozen VM)",
+    "pause-leader": "SIGSTOP the leader (its Raft process too) for hold_s, then SIGCONT (a frozen VM)",
     "kill-agent": "SIGKILL one agent (its tasks keep running); restart it after hold_s (recovery from its checkpoint)",
     "partition": "cut the Raft traffic between two groups of masters for hold_s, then heal",
 }

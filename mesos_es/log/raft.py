@@ -40,7 +40,8 @@ import pysyncobj.syncobj
 import pysyncobj.tcp_connection
 import structlog
 from google.protobuf.message import DecodeError
-from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
+from pysyncobj import FAIL_REASON, SERIALIZER_STATE, SyncObj, SyncObjConf, replicated
+from pysyncobj.serializer import Serializer
 from pysyncobj.syncobj import SyncObjException, _RAFT_STATE
 from pysyncobj.transport import TCPTransport
 
@@ -90,7 +91,7 @@ class RaftStartError(Exception):
 FAIL_STOP_EXIT_CODE = 70
 
 
-def _fail_stop(event: str, **details) -> None:
+def fail_stop(event: str, **details) -> None:
     """Stop the process now. Used on the tick thread, where an exception would be swallowed
     by pysyncobj and leave a replica applying nothing or diverging."""
     log.critical(event, exit_code=FAIL_STOP_EXIT_CODE, **details, exc_info=True)
@@ -126,6 +127,18 @@ class RaftConfig:
     max_batch_bytes: int = 1 << 20
     max_in_flight: int = 1
     commit_timeout_s: float = 10.0
+    # Run pysyncobj in a process of its own (raft_process.py), so that its heartbeats do not
+    # wait for the GIL behind a busy event loop; False: on a thread of this process.
+    node_process: bool = False
+    # With node_process: a Raft process that hears nothing from its master's event loop for
+    # this long leads nothing until it does (None: twice the longest election timeout, and at
+    # least 1 s: longer than the loop's usual pauses, as long as a leader cut off from its
+    # majority takes to step down).
+    master_timeout_s: float | None = None
+
+    @property
+    def master_timeout(self) -> float:
+        return self.master_timeout_s if self.master_timeout_s is not None else max(1.0, 2 * self.election_timeout_max_s)
 
 
 @dataclass
@@ -166,7 +179,66 @@ class _DurableTransport(TCPTransport):
         return super().send(node, message)
 
 
-_CREATE_JOURNAL_LOCK = threading.Lock()
+_CREATE_NODE_LOCK = threading.Lock()  # while pysyncobj's journal and serializer are swapped
+
+
+class _DumpWriter(Serializer):
+    """pysyncobj's serializer, with our dump written without holding up the tick thread.
+
+    `serialize` hands the dump to `write_dump(tmp_path, last, previous, cluster ids, done)`
+    and returns; `checkSerializing` answers SERIALIZING until `done(ok)` was called (from
+    any thread), and pysyncobj compacts its journal only after SUCCESS. In a Raft process
+    the master writes the dump once it has archived every entry sent before the request:
+    with a busy master that can take a while, and meanwhile the tick goes on (heartbeats).
+    pysyncobj's private state is reached by its mangled names, as in `_Node`."""
+
+    _WRITING = 1  # pysyncobj's pid: 0 idle, -1 written, -2 failed (it forks otherwise)
+
+    def __init__(self, *args, write_dump):
+        super().__init__(*args)
+        self._write_dump = write_dump
+
+    def serialize(self, data, id):  # noqa: A002 (pysyncobj's name)
+        if self._Serializer__pid != 0:
+            return
+        self._Serializer__currentID = id
+        self._Serializer__pid = self._WRITING
+        _, last, previous, cluster = data
+        tmp_path = self._Serializer__fileName + ".tmp"
+        try:
+            self._write_dump(tmp_path, last, previous, sorted(node.id for node in cluster if node is not None),
+                             functools.partial(self._done, tmp_path))
+        except Exception:
+            log.exception("raft_dump_failed")
+            self._Serializer__pid = -2
+
+    def _done(self, tmp_path: str, ok: bool) -> None:
+        if ok:
+            try:
+                os.replace(tmp_path, self._Serializer__fileName)
+                fsync_directory(Path(tmp_path).parent)
+            except OSError:
+                log.exception("raft_dump_failed")
+                ok = False
+        self._Serializer__pid = -1 if ok else -2
+
+    def checkSerializing(self):  # noqa: N802 (pysyncobj's name)
+        if self._Serializer__pid == self._WRITING:
+            return SERIALIZER_STATE.SERIALIZING, self._Serializer__currentID
+        return super().checkSerializing()
+
+
+def write_dump_at_once(write_dump):
+    """A `_DumpWriter` write_dump that writes before returning (the tick thread writes it)."""
+    def write(tmp_path: str, last, previous, cluster: list[str], done) -> None:
+        try:
+            write_dump(tmp_path, last, previous, cluster)
+        except Exception:
+            log.exception("raft_dump_failed")
+            done(False)
+        else:
+            done(True)
+    return write
 
 # After its connection to the leader closes, a follower asks for pre-votes within this
 # (random) delay: a killed leader's connections close at once, and the survivors should
@@ -199,10 +271,22 @@ def pre_vote_granted(*, leading: bool, leader_alive: bool, candidate_term: int, 
 
 class _Node(SyncObj):
     def __init__(self, address: str, peers: Sequence[str], conf: SyncObjConf, journal: DurableJournal, on_entry,
-                 pre_vote: bool = True, stall_dump_s: float = 0.0, stall_dump_path: Path | None = None,
-                 after_tick=lambda: None):
+                 write_dump, load_dump, pre_vote: bool = True, stall_dump_s: float = 0.0, stall_dump_path: Path | None = None,
+                 after_tick=lambda: None, master_alive=lambda: True, max_journal_bytes: int = 0):
         self.journal = journal
         self._after_tick = after_tick
+        # The dump is ours (docs/log.md): `write_dump(tmp_path, last, previous, cluster ids,
+        # done)` (see _DumpWriter) and `load_dump(path) -> (last, previous, cluster ids)`.
+        self._load_dump = load_dump
+        # pysyncobj calls a custom serializer only through its Serializer, which _DumpWriter
+        # replaces; it needs one set (and a deserializer) to take the custom path at all.
+        conf.serializer, conf.deserializer = write_dump, self._deserialize
+        # Whether the master this replica serves still runs (a Raft process of its own,
+        # raft_process.py): a replica whose master is frozen must not lead.
+        self._master_alive = master_alive
+        self._master_lost = False
+        self.max_journal_bytes = max_journal_bytes
+        self._journal_checked = 0.0
         self._on_entry = on_entry
         self.leader_contact: float | None = None  # monotonic time of the leader's last append_entries
         self.pre_vote = pre_vote
@@ -213,22 +297,26 @@ class _Node(SyncObj):
         self._election_granted = False
         self._lost_leader = None  # the leader whose connection we saw close
         self._last_tick = time.monotonic()
+        self.resumed_at = 0.0  # monotonic time of the first tick after the last stall
         self.stall_dump_s = stall_dump_s
         self._stall_dump = open(stall_dump_path, "a") if stall_dump_s > 0 else None  # noqa: SIM115 (closed on destroy)
         self._stall_dump_armed = 0.0
-        with _CREATE_JOURNAL_LOCK:
-            original = pysyncobj.syncobj.createJournal
+        with _CREATE_NODE_LOCK:
+            original = pysyncobj.syncobj.createJournal, pysyncobj.syncobj.Serializer
             pysyncobj.syncobj.createJournal = lambda _path: journal
+            pysyncobj.syncobj.Serializer = functools.partial(_DumpWriter, write_dump=write_dump)
             try:
                 super().__init__(address, list(peers), conf, transportClass=_DurableTransport)
             finally:
-                pysyncobj.syncobj.createJournal = original
+                pysyncobj.syncobj.createJournal, pysyncobj.syncobj.Serializer = original
 
     def _onTick(self, timeToWait=0.0):
         self._watch_tick()
         # Entries added during the last tick become durable before this tick counts the
         # leader's own copy toward a commit.
         self.journal.sync()
+        self._watch_master()
+        self._watch_journal()
         if self.pre_vote:
             self._pre_vote_tick()
         super()._onTick(timeToWait)
@@ -243,11 +331,48 @@ class _Node(SyncObj):
         gap = now - self._last_tick
         self._last_tick = now
         if gap > TICK_STALL_WARNING * self.conf.raftMinTimeout:
+            self.resumed_at = now
             log.warning("raft_tick_stalled", seconds=round(gap, 3), leading=self._SyncObj__raftState == _RAFT_STATE.LEADER,
                         election_timeout_min_s=self.conf.raftMinTimeout)
         if self._stall_dump is not None and now - self._stall_dump_armed > STALL_DUMP_REARM_S:
             self._stall_dump_armed = now
             faulthandler.dump_traceback_later(self.stall_dump_s, file=self._stall_dump)
+
+    def _watch_master(self) -> None:
+        """While the master is not answering (raft_process.py: no ping for the master
+        timeout), lead nothing: step down, and start no election. Its Raft process could
+        otherwise keep the lead for a master that serves nothing, a frozen leader. It still
+        votes and takes entries: that helps whichever replica leads."""
+        if self._master_alive():
+            if self._master_lost:
+                self._master_lost = False
+                log.info("raft_master_answering_again", term=self.raftCurrentTerm)
+            return
+        if not self._master_lost:
+            self._master_lost = True
+            log.warning("raft_master_not_answering", term=self.raftCurrentTerm,
+                        leading=self._SyncObj__raftState == _RAFT_STATE.LEADER)
+        if self._SyncObj__raftState == _RAFT_STATE.LEADER:
+            self._SyncObj__setState(_RAFT_STATE.FOLLOWER)
+            self._SyncObj__raftLeader = None
+        self._pre_vote_term, self._election_granted = None, False
+        self._SyncObj__raftElectionDeadline = time.monotonic() + self._SyncObj__generateRaftTimeout()
+
+    def _watch_journal(self) -> None:
+        """Compact when the journal holds too many bytes (pysyncobj counts only entries and
+        time), looked at once a second."""
+        now = time.monotonic()
+        if self.max_journal_bytes and now - self._journal_checked >= 1.0:
+            self._journal_checked = now
+            if self.journal.size_bytes > self.max_journal_bytes:
+                self.forceLogCompaction()
+
+    def _deserialize(self, path: str):
+        """pysyncobj's deserializer: the dump (`load_dump`), then finish an interrupted
+        journal compaction before pysyncobj compares the journal with the dump."""
+        last, previous, cluster = self._load_dump(path)
+        self.journal.complete_compaction(previous, last)
+        return last, previous, cluster
 
     def close_stall_dump(self) -> None:
         """Once the tick thread has stopped."""
@@ -388,6 +513,55 @@ class _Node(SyncObj):
         return self._on_entry(self.raftLastApplied + 1, batch)
 
 
+def open_journal(config: RaftConfig) -> DurableJournal:
+    return DurableJournal(Path(config.work_dir) / "raft" / "journal", durable=config.durable)
+
+
+def create_node(config: RaftConfig, journal: DurableJournal, *, on_entry, write_dump, load_dump, on_state_changed,
+                after_tick, master_alive=lambda: True) -> _Node:
+    """A running pysyncobj replica (its tick thread started) on our journal and dump
+    (blocking: it binds the Raft port). The callbacks run on the tick thread."""
+    _tune_pysyncobj_wire()
+    c = config
+    conf = SyncObjConf(
+        password=c.password,
+        autoTick=True,
+        autoTickPeriod=c.tick_period_s,
+        appendEntriesPeriod=c.append_entries_period_s,
+        raftMinTimeout=c.election_timeout_min_s,
+        raftMaxTimeout=c.election_timeout_max_s,
+        connectionTimeout=max(3.5, c.election_timeout_max_s),
+        # Check-quorum: a leader that hears from no majority for this long steps down
+        # (pysyncobj's default keeps a cut-off leader believing it leads for 30 s).
+        leaderFallbackTimeout=2 * c.election_timeout_max_s,
+        connectionRetryTime=c.connection_retry_s,
+        # No single entry may reach this size: pysyncobj's chunked path for such
+        # entries is not one we trust.
+        appendEntriesBatchSizeBytes=4 * max(c.max_batch_bytes, c.max_entry_bytes) + (64 << 10),
+        sendBufferSize=1 << 20,
+        recvBufferSize=1 << 20,
+        logCompactionMinEntries=c.compaction_min_entries,
+        logCompactionMinTime=c.compaction_min_interval_s,
+        fullDumpFile=str(Path(c.work_dir) / "raft" / "dump"),
+        journalFile=str(journal.path),
+        onStateChanged=on_state_changed,
+        commandsQueueSize=100_000,
+        bindRetryTime=0.5,
+        maxBindRetries=20,
+        dynamicMembershipChange=False,
+    )
+    node = _Node(c.address, c.peers, conf, journal, on_entry, write_dump, load_dump, pre_vote=c.pre_vote,
+                 stall_dump_s=c.stall_dump_s, stall_dump_path=Path(c.work_dir) / "raft-stalls.txt",
+                 after_tick=after_tick, master_alive=master_alive,
+                 max_journal_bytes=c.compaction_max_journal_bytes)
+    try:
+        node.waitBinded()
+    except SyncObjException as e:
+        node.destroy()
+        raise RaftStartError(f"cannot bind the Raft address {c.address}") from e
+    return node
+
+
 class RaftLog(ReplicatedLog):
     def __init__(self, config: RaftConfig, archive_peers: Sequence[str] = ()):
         """`archive_peers`: HTTP base URLs of the other masters, to fetch missing history."""
@@ -395,8 +569,8 @@ class RaftLog(ReplicatedLog):
         self.archive_peers = list(archive_peers)
         work_dir = Path(config.work_dir)
         self.archive = Archive(work_dir / "archive", durable=config.durable)
-        self.journal = DurableJournal(work_dir / "raft" / "journal", durable=config.durable)
-        self._dump_path = work_dir / "raft" / "dump"
+        # The journal is the Raft process's when there is one (RaftConfig.node_process).
+        self.journal = None if config.node_process else open_journal(config)
         self._node: _Node | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._apply: Apply | None = None
@@ -434,51 +608,31 @@ class RaftLog(ReplicatedLog):
             asyncio.create_task(self._deliver_loop(), name="raft-deliver"),
             asyncio.create_task(self._housekeeping_loop(), name="raft-housekeeping"),
         ]
-        self._node = await asyncio.to_thread(self._create_node)
+        if self.config.node_process:
+            from mesos_es.log.raft_process import NodeProcess  # noqa: PLC0415 (it imports this module)
+
+            # Spawned on the loop's thread, which lives as long as this process (the Raft
+            # process is killed when the thread that started it ends).
+            node = NodeProcess.spawn(self.config, on_entry=self._on_raft_entry, write_dump=self._write_dump,
+                                     load_dump=self._load_dump, on_state_changed=self._on_state_changed,
+                                     after_messages=self._send_calls)
+            try:
+                await asyncio.to_thread(node.wait_ready)
+            except RaftStartError:
+                await asyncio.to_thread(node.destroy_synchronous)
+                raise
+            self._node = node
+            self._tasks.append(asyncio.create_task(self._ping_loop(node), name="raft-ping"))
+        else:
+            self._node = await asyncio.to_thread(self._create_node)
         log.info("raft_started", address=self.config.address, peers=list(self.config.peers),
                  archive_position=self.archive.last_position, applied_position=applied_position)
 
     def _create_node(self) -> _Node:
-        _tune_pysyncobj_wire()
-        c = self.config
-        conf = SyncObjConf(
-            password=c.password,
-            autoTick=True,
-            autoTickPeriod=c.tick_period_s,
-            appendEntriesPeriod=c.append_entries_period_s,
-            raftMinTimeout=c.election_timeout_min_s,
-            raftMaxTimeout=c.election_timeout_max_s,
-            connectionTimeout=max(3.5, c.election_timeout_max_s),
-            # Check-quorum: a leader that hears from no majority for this long steps down
-            # (pysyncobj's default keeps a cut-off leader believing it leads for 30 s).
-            leaderFallbackTimeout=2 * c.election_timeout_max_s,
-            connectionRetryTime=c.connection_retry_s,
-            # No single entry may reach this size: pysyncobj's chunked path for such
-            # entries is not one we trust.
-            appendEntriesBatchSizeBytes=4 * max(c.max_batch_bytes, c.max_entry_bytes) + (64 << 10),
-            sendBufferSize=1 << 20,
-            recvBufferSize=1 << 20,
-            logCompactionMinEntries=c.compaction_min_entries,
-            logCompactionMinTime=c.compaction_min_interval_s,
-            fullDumpFile=str(self._dump_path),
-            journalFile=str(self.journal.path),
-            serializer=self._write_dump,
-            deserializer=self._read_dump,
-            onStateChanged=self._on_state_changed,
-            commandsQueueSize=100_000,
-            bindRetryTime=0.5,
-            maxBindRetries=20,
-            dynamicMembershipChange=False,
-        )
-        node = _Node(c.address, c.peers, conf, self.journal, self._on_raft_entry, pre_vote=c.pre_vote,
-                     stall_dump_s=c.stall_dump_s, stall_dump_path=Path(c.work_dir) / "raft-stalls.txt",
-                     after_tick=self._send_calls)
-        try:
-            node.waitBinded()
-        except SyncObjException as e:
-            node.destroy()
-            raise RaftStartError(f"cannot bind the Raft address {c.address}") from e
-        return node
+        return create_node(self.config, self.journal, on_entry=self._on_raft_entry,
+                           write_dump=write_dump_at_once(self._write_dump),
+                           load_dump=self._load_dump, on_state_changed=self._on_state_changed,
+                           after_tick=self._send_calls)
 
     async def stop(self) -> None:
         if self._closed:
@@ -631,7 +785,7 @@ class RaftLog(ReplicatedLog):
             self._call_soon(self._on_archived, records, self.archive.last_position, batch.nonce)
         except (ArchiveError, OSError):
             # The entry is still in the journal: a restart (with room on disk) archives it.
-            _fail_stop("archive_write_failed", raft_index=raft_index)
+            fail_stop("archive_write_failed", raft_index=raft_index)
         except Exception:
             log.critical("raft_entry_failed", raft_index=raft_index, exc_info=True)
         return None
@@ -663,14 +817,13 @@ class RaftLog(ReplicatedLog):
             except Exception:
                 log.exception("raft_callback_failed", callback=getattr(callback, "__qualname__", repr(callback)))
 
-    def _write_dump(self, tmp_path: str, data) -> None:
+    def _write_dump(self, tmp_path: str, last, previous, cluster: list[str]) -> None:
         """pysyncobj's serializer: record how far the archive reaches (tick thread)."""
-        last, previous, cluster = data
         self.archive.sync()  # compaction will drop journal entries the archive must hold
         dump = log_pb2.RaftDump(
             last=log_pb2.RaftJournalEntry(command=last[0], index=last[1], term=last[2]),
             previous=log_pb2.RaftJournalEntry(command=previous[0], index=previous[1], term=previous[2]),
-            cluster=sorted(node.id for node in cluster if node is not None),
+            cluster=cluster,
             archive_position=self.archive.last_position,
             archive_hash=self.archive.last_hash,
         )
@@ -684,23 +837,23 @@ class RaftLog(ReplicatedLog):
             time.sleep(delay)
         log.info("raft_dump_written", raft_index=last[1], archive_position=dump.archive_position)
 
-    def _read_dump(self, path: str):
-        """pysyncobj's deserializer, on restart or when the leader sent its dump (tick thread)."""
+    def _load_dump(self, path: str):
+        """pysyncobj's deserializer, on restart or when the leader sent its dump (tick thread;
+        `_Node._deserialize` then completes the journal's compaction)."""
         try:
             dump = log_pb2.RaftDump.FromString(Path(path).read_bytes())
         except (OSError, DecodeError):
-            _fail_stop("raft_dump_unreadable", file=path)
+            fail_stop("raft_dump_unreadable", file=path)
         if self.config.durable:
             with open(path, "rb") as f:
                 os.fsync(f.fileno())
             fsync_directory(Path(path).parent)
         last = (dump.last.command, dump.last.index, dump.last.term)
         previous = (dump.previous.command, dump.previous.index, dump.previous.term)
-        self.journal.complete_compaction(previous, last)
         try:
             self.archive.skip_to(dump.archive_position, dump.archive_hash, dump.last.index)
         except ArchiveError:
-            _fail_stop("archive_diverged", position=dump.archive_position)
+            fail_stop("archive_diverged", position=dump.archive_position)
         log.info("raft_dump_loaded", raft_index=dump.last.index, archive_position=dump.archive_position)
         # The archive may now reach further (with a gap to fetch): delivery must look.
         self._call_soon(self._wakeup.set)
@@ -799,8 +952,17 @@ class RaftLog(ReplicatedLog):
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
+    @staticmethod
+    async def _ping_loop(node) -> None:
+        """Tell the Raft process that this event loop runs (RaftConfig.master_timeout)."""
+        from mesos_es.log.raft_process import PING_INTERVAL_S  # noqa: PLC0415
+
+        while True:
+            node.ping()
+            await asyncio.sleep(PING_INTERVAL_S)
+
     async def _housekeeping_loop(self) -> None:
-        """Expire batches that never got an answer; keep the journal's memory bounded."""
+        """Expire batches that never got an answer."""
         while True:
             await asyncio.sleep(0.5)
             now = self._loop.time()
@@ -813,8 +975,6 @@ class RaftLog(ReplicatedLog):
                             if not future.done():
                                 future.set_exception(expired)
             self._submit()
-            if self._node is not None and self.journal.size_bytes > self.config.compaction_max_journal_bytes:
-                self._node.forceLogCompaction()
 
     # -- reading --------------------------------------------------------------------------
 

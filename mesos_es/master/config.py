@@ -67,6 +67,8 @@ class MasterConfig:
     election_timeout_max_ms: int = 2000
     raft_pre_vote: bool = True
     raft_stall_dump_s: float = 0.0  # 0: off
+    raft_process: bool = True  # Raft in a process of its own (mesos_es/log/raft_process.py)
+    raft_master_timeout_s: float | None = None  # None: twice the longest election timeout
     compaction_min_entries: int = 2_000
     compaction_interval_s: float = 60.0
     commit_timeout_s: float = 10.0

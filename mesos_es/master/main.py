@@ -46,6 +46,8 @@ def raft_config(config: MasterConfig) -> RaftConfig:
         election_timeout_max_s=config.election_timeout_max_ms / 1000,
         pre_vote=config.raft_pre_vote,
         stall_dump_s=config.raft_stall_dump_s,
+        node_process=config.raft_process,
+        master_timeout_s=config.raft_master_timeout_s,
         compaction_min_entries=config.compaction_min_entries,
         compaction_min_interval_s=config.compaction_interval_s,
         max_entry_bytes=config.max_entry_bytes,

@@ -45,14 +45,39 @@ async def test_a_follower_paused_past_the_election_timeout_does_not_depose_the_l
     await cluster.wait_converged(cluster.masters)
     follower = next(m for m in cluster.masters if m is not leader)
     before = await terms(cluster, cluster.masters)
-    os.kill(follower["pid"], signal.SIGSTOP)
+    paused = cluster.pause_master(follower)
+    assert len(paused) == 2  # and its Raft process
     try:
         await asyncio.sleep(3.0)  # three times the longest election timeout
     finally:
-        os.kill(follower["pid"], signal.SIGCONT)
+        cluster.resume(paused)
     # Back, its deadline long past, it asks for pre-votes: the others still hear from the
     # leader and say no, so it neither raises the term nor starts an election.
     await asyncio.sleep(3.0)
     assert await cluster.wait_for_leader() is leader
     assert await terms(cluster, cluster.masters) == before
     await cluster.wait_converged(cluster.masters)
+
+
+async def test_a_leader_whose_master_froze_hands_over_the_lead(make_cluster):
+    """Raft runs in a process of its own (--raft-process): when only the master's process is
+    frozen, its Raft process would go on leading for a master that serves nothing. It hears
+    no ping for --raft-master-timeout-s and steps down; the others elect a leader."""
+    cluster = await make_cluster(master_flags={"raft_master_timeout_s": 1.0}).start()
+    leader = await cluster.wait_for_leader()
+    others = [m for m in cluster.masters if m is not leader]
+    await cluster.wait_converged(cluster.masters)
+    assert len(cluster.master_processes(leader)) == 2
+    os.kill(leader["pid"], signal.SIGSTOP)  # the master only: its Raft process runs on
+    try:
+        frozen_at = time.monotonic()
+        await cluster.wait_for_leader(others, timeout=15, other_than=leader, interval=0.1)
+        assert time.monotonic() - frozen_at < 8  # 1 s of silence, then one election (1-2 s)
+    finally:
+        os.kill(leader["pid"], signal.SIGCONT)
+    # Back, it follows the new leader: it does not take the lead back by itself.
+    new_leader = await cluster.wait_for_leader(cluster.masters, timeout=15, other_than=leader)
+    await cluster.wait_converged(cluster.masters)
+    assert await cluster.wait_for_leader() is new_leader
+    events = cluster.log_events(leader)
+    assert "raft_master_not_answering" in events and "raft_master_answering_again" in events

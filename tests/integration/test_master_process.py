@@ -37,8 +37,7 @@ async def test_a_leader_cut_off_from_its_majority_steps_down(make_cluster):
     cluster = await make_cluster().start()
     leader = await cluster.wait_for_leader()
     followers = [m for m in cluster.masters if m is not leader]
-    for master in followers:
-        os.kill(master["pid"], signal.SIGSTOP)  # alive but silent: a partition
+    paused = [pid for master in followers for pid in cluster.pause_master(master)]  # alive but silent: a partition
     try:
         async def stepped_down():
             health = await cluster.health(leader)
@@ -46,6 +45,21 @@ async def test_a_leader_cut_off_from_its_majority_steps_down(make_cluster):
 
         await wait_until(stepped_down, 5, what="the isolated leader to step down")
     finally:
-        for master in followers:
-            os.kill(master["pid"], signal.SIGCONT)
+        cluster.resume(paused)
     await cluster.wait_for_leader()
+
+
+async def test_the_raft_process_lives_and_dies_with_its_master(make_cluster):
+    """A killed master must not go on voting through its Raft process; a master whose Raft
+    process died stops (exit 70, fail-stop) rather than run without a log."""
+    cluster = await make_cluster().start()
+    leader = await cluster.wait_for_leader()
+    follower = next(m for m in cluster.masters if m is not leader)
+    master_pid, raft_pid = cluster.master_processes(follower)
+    os.kill(raft_pid, signal.SIGKILL)
+    await wait_until(lambda: not pid_alive(master_pid), 15, what="the master to stop")
+    assert "raft_process_exited" in cluster.log_events(follower)
+
+    master_pid, raft_pid = cluster.master_processes(leader)
+    cluster.kill_master(leader)
+    await wait_until(lambda: not pid_alive(raft_pid), 10, what="its Raft process to die with it")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import aiohttp
 
+from mesos_es.processes import children
 from tests.support.ports import free_port_block
 
 
@@ -129,6 +130,23 @@ class ProcessCluster:
             return digests[0]
 
         return await wait_until(same, timeout, interval=0.2, what="replicas to converge")
+
+    def master_processes(self, master: dict) -> list[int]:
+        """The master's process and its Raft process (`--raft-process on`, the default)."""
+        return [master["pid"], *children(master["pid"])]
+
+    def pause_master(self, master: dict) -> list[int]:
+        """SIGSTOP the whole master, Raft process included (a frozen machine); returns the
+        pids to `resume`."""
+        pids = self.master_processes(master)
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        return pids
+
+    @staticmethod
+    def resume(pids: list[int]) -> None:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
 
     def kill_master(self, master: dict) -> None:
         os.kill(master["pid"], signal.SIGKILL)
