@@ -137,3 +137,20 @@ def test_the_raft_stall_dump_is_off_unless_asked_for_and_checked(tmp_path):
         args = build_parser().parse_args(["master", "--work-dir", str(tmp_path), "--raft-stall-dump-s", bad])
         with pytest.raises(ConfigError, match="raft-stall-dump-s"):
             master_config(args)
+
+
+def test_raft_runs_in_its_own_process_unless_switched_off(tmp_path):
+    from mesos_es.master.main import raft_config
+
+    args = build_parser().parse_args(["master", "--work-dir", str(tmp_path), "--election-timeout-max-ms", "3000"])
+    config = raft_config(master_config(args))
+    assert config.node_process is True
+    assert config.master_timeout == 6.0  # twice the longest election timeout
+    args = build_parser().parse_args(["master", "--work-dir", str(tmp_path), "--raft-process", "off",
+                                      "--raft-master-timeout-s", "2.5"])
+    config = raft_config(master_config(args))
+    assert config.node_process is False and config.master_timeout == 2.5
+    for bad in ("0", "nan", "-1"):
+        args = build_parser().parse_args(["master", "--work-dir", str(tmp_path), "--raft-master-timeout-s", bad])
+        with pytest.raises(ConfigError, match="raft-master-timeout-s"):
+            master_config(args)
