@@ -147,6 +147,7 @@ class RaftReplica:
                 work_dir=Path(args.work_dir),
                 password=args.password,
                 durable=args.durable,
+                node_process=args.raft_process,
             ),
             archive_peers=[],
         )
@@ -435,6 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peers", default="")
     parser.add_argument("--work-dir", required=True)
     parser.add_argument("--durable", action="store_true")
+    parser.add_argument("--raft-process", action="store_true", help="RaftConfig.node_process (kind raft)")
     parser.add_argument("--password-file", required=True)
     parser.add_argument("--max-lifetime", type=float, default=600.0)
     args = parser.parse_args(argv)

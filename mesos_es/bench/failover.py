@@ -63,6 +63,7 @@ from mesos_es.bench.master import (
     _round,
 )
 from mesos_es.bench.table import format_table, number
+from mesos_es.processes import children
 
 DEFAULT_AGENTS = (1_000, 5_000, 10_000, 20_000, 40_000)
 DEFAULT_SERIES_COMPLETED = (0, 100)  # completed tasks per agent of the two series
@@ -355,15 +356,19 @@ class _FailoverCluster(_Cluster):
 
 
 def _memory_mb(pid: int) -> dict | None:
-    """Resident memory now and at its peak (VmRSS, VmHWM), in MB."""
-    out = {}
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(("VmRSS:", "VmHWM:")):
-                    out["rss_mb" if line.startswith("VmRSS") else "peak_mb"] = round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        return None
+    """Resident memory now and at its peak (VmRSS, VmHWM), in MB, of a process with its live
+    child processes (a master's Raft process; their peaks added, as if at the same time)."""
+    out: dict[str, float] = {}
+    for one in (pid, *children(pid)):
+        try:
+            with open(f"/proc/{one}/status") as f:
+                for line in f:
+                    if line.startswith(("VmRSS:", "VmHWM:")):
+                        key = "rss_mb" if line.startswith("VmRSS") else "peak_mb"
+                        out[key] = round(out.get(key, 0.0) + int(line.split()[1]) / 1024, 1)
+        except OSError:
+            if one == pid:
+                return None
     return out or None
 
 

@@ -81,6 +81,7 @@ class Settings:
     in_flight: int
     http_concurrency: int
     rate: float
+    raft_process: bool = True
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -100,6 +101,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="concurrent HTTP requests in the throughput phase (default %(default)s)")
     parser.add_argument("--rate", type=float, default=LATENCY_RATE,
                         help="appends/s of the latency phase (default %(default)g)")
+    parser.add_argument("--raft-process", choices=["on", "off"], default="on",
+                        help="our replicas run Raft in a process of their own, as masters do by default "
+                             "(interface and http paths; default %(default)s)")
     parser.add_argument("--entry-bytes", type=int, default=ENTRY_BYTES, help="entry size (default %(default)s)")
     parser.add_argument("--payload", choices=["random", "repeated"], default="random",
                         help="random: distinct incompressible entries; repeated: one entry over and over, "
@@ -163,6 +167,7 @@ def _plan(args: argparse.Namespace) -> tuple[Settings, list[Case]]:
         in_flight=args.in_flight,
         http_concurrency=args.http_concurrency,
         rate=args.rate,
+        raft_process=args.raft_process == "on",
     )
     return settings, cases
 
@@ -321,6 +326,8 @@ async def _worker_case(case: Case, settings: Settings, work: Path, secret: Path)
             ]
             if case.durable:
                 argv.append("--durable")
+            if settings.raft_process:
+                argv.append("--raft-process")
             workers.append(await _Worker.spawn(f"replica {i + 1}", argv, work / f"replica-{i + 1}.stderr"))
         deadline = time.monotonic() + START_TIMEOUT_S
         try:
@@ -393,6 +400,7 @@ async def _http_case(case: Case, settings: Settings, work: Path, secret: Path) -
                     "--address", http, "--raft-address", raft, "--peers", peers,
                     "--work-dir", str(work / f"master-{i + 1}"), "--raft-secret-file", str(secret),
                     "--journal-sync", "fsync" if case.durable else "none",
+                    "--raft-process", "on" if settings.raft_process else "off",
                     "--log-format", "json", "--log-level", "warning",
                     stdin=asyncio.subprocess.DEVNULL, stdout=stderr, stderr=stderr,
                     preexec_fn=die_with_parent(signal.SIGKILL),
@@ -511,6 +519,7 @@ def _report(rows: list[dict], settings: Settings, elapsed: float) -> dict:
         "in_flight": settings.in_flight,
         "http_concurrency": settings.http_concurrency,
         "latency_rate": settings.rate,
+        "raft_process": settings.raft_process,
         "cases": rows,
         "elapsed_s": round(elapsed, 1),
         "machine": {

@@ -49,7 +49,7 @@ from pathlib import Path
 
 from mesos_es.bench._log_worker import latency_summary, make_payloads, percentile
 from mesos_es.bench.table import format_table, number
-from mesos_es.processes import die_with_parent, stop_process
+from mesos_es.processes import children, die_with_parent, stop_process
 
 DEFAULT_AGENTS = (1_000, 10_000)
 QUICK_AGENTS = (20,)
@@ -333,13 +333,17 @@ def _finish_ratios(row: dict) -> None:
 
 
 def _cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of a process (all its threads), from /proc."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rpartition(")")[2].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time of a process (all its threads) and of its live child processes
+    (a master's Raft process), from /proc."""
+    total = None
+    for one in (pid, *children(pid)):
+        try:
+            with open(f"/proc/{one}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total = (total or 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def _own_cpu_seconds() -> float:
