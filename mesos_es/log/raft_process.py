@@ -192,9 +192,12 @@ class NodeProcess:
     def _read(self) -> None:
         frames = _Frames(self._sock)
         while (messages := frames.read()) is not None:
-            for message in messages:
-                self._take(message)
-            self._after_messages()
+            try:
+                for message in messages:
+                    self._take(message)
+                self._after_messages()
+            except Exception:  # noqa: BLE001 - without this thread the master would archive nothing more
+                fail_stop("raft_process_reader_failed", pid=self.process.pid)
         code = self.process.wait()
         if not self._ready.is_set():
             self._start_error = f"the Raft process exited with status {code} before it was running"
