@@ -223,3 +223,46 @@ async def test_a_standby_holds_a_proxied_call_while_its_leader_is_unreachable(ma
     assert answered_at >= elected_at
     state = masters.contexts[successor].replica.state.cluster
     assert [f.info.name for f in state.frameworks.values()] == ["held"]
+
+
+async def test_a_strong_read_waiting_on_a_standby_that_gets_elected_is_served_there(masters):
+    """A strong read is forwarded to the leader; when the leader dies and this standby is
+    elected while the read waits, the standby answers it itself (after its own Raft round)
+    rather than 503."""
+    await masters.runners[0].cleanup()  # the leader's HTTP server is gone, its log still leads
+    loop = asyncio.get_running_loop()
+    async with aiohttp.ClientSession() as http:
+        async def read():
+            async with http.post(masters.url(2, "/api/v1?consistency=strong"), data=orjson.dumps({"type": "GET_MASTER"}),
+                                 headers={"Content-Type": "application/json"}) as r:
+                return r.status, r.headers.get("Mesos-ES-Leader"), loop.time()
+
+        answer = asyncio.ensure_future(read())
+        await asyncio.sleep(0.5)
+        assert not answer.done()
+        elected_at = loop.time()
+        masters.elect(2)
+        status, leader, answered_at = await asyncio.wait_for(answer, 5)
+    assert status == 200 and leader == masters.addresses[2]
+    assert answered_at >= elected_at
+
+
+async def test_a_proxied_call_is_held_once_for_the_leader_not_twice(tmp_path):
+    """The scheduler API through a standby while no leader is known: held for
+    --leader-hold-timeout-s in all (waiting for a leader to be named, then for one to answer),
+    then 503."""
+    masters = await InProcessMasters(tmp_path, count=3, scheduler_api="proxy", leader_hold_timeout_s=1.0,
+                                     **FAST).start()
+    try:
+        subscribe = {"type": "SUBSCRIBE", "subscribe": {"framework_info": {"user": "u", "name": "held"}}}
+        loop = asyncio.get_running_loop()
+        async with aiohttp.ClientSession() as http:
+            started = loop.time()
+            async with http.post(masters.url(1, "/api/v1/scheduler"), data=orjson.dumps(subscribe),
+                                 headers={"Content-Type": "application/json"}) as r:
+                status = r.status
+            held = loop.time() - started
+        assert status == 503
+        assert 0.9 < held < 1.6, held
+    finally:
+        await masters.stop()

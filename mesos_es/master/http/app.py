@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import structlog
 from aiohttp import web
 
@@ -41,9 +43,11 @@ async def scheduler_api_proxy(request: web.Request, handler) -> web.StreamRespon
     master = request.app[MASTER]
     if request.path != scheduler.PATH or master.config.scheduler_api != "proxy":
         return await handler(request)
+    held_since = time.monotonic()
     if not _leading(master):
         await hold_for_leader(request)
-    return await (handler(request) if _leading(master) else proxy.forward(request, serve=handler))
+    return await (handler(request) if _leading(master) else proxy.forward(request, serve=handler,
+                                                                          held_since=held_since))
 
 
 def _leading(master) -> bool:

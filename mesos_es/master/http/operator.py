@@ -64,7 +64,8 @@ async def operator(request: web.Request) -> web.Response:
             return web.Response(status=200)
         if kind in READS:
             if await strong_read(request):
-                return await proxy.forward(request)
+                # Served here after all if this master is elected while the read waits.
+                return await proxy.forward(request, serve=operator)
             response = json_response({"type": kind, kind.lower(): READS[kind](master)})
             response.headers.update(freshness_headers(master))
             return response

@@ -38,10 +38,12 @@ def _relayed(headers) -> dict[str, str]:
     return {k: v for k, v in headers.items() if k.lower() not in _HOP_BY_HOP}
 
 
-async def forward(request: web.Request, serve=None) -> web.StreamResponse:
+async def forward(request: web.Request, serve=None, held_since: float | None = None) -> web.StreamResponse:
     """The leader's answer to this request. A chunked answer (a SUBSCRIBE stream) is relayed
     as it arrives, until either side closes. 503 while no leader is reachable. `serve`: the
-    local handler, for when this master is elected while the request waits."""
+    local handler, for when this master is elected while the request waits. `held_since`:
+    when the caller started holding the request for a leader (`hold_for_leader`), so that it
+    is held `--leader-hold-timeout-s` in all, not twice."""
     master = request.app[MASTER]
     if FORWARDED_BY in request.headers:
         raise unavailable("no leading master is reachable from this one yet; retry shortly", leader=master.leader())
@@ -49,7 +51,7 @@ async def forward(request: web.Request, serve=None) -> web.StreamResponse:
     headers = _relayed(request.headers)
     headers[FORWARDED_BY] = master.config.address
     answer_within = master.config.commit_timeout_s + 5
-    hold_until = time.monotonic() + master.config.leader_hold_timeout_s
+    hold_until = (held_since if held_since is not None else time.monotonic()) + master.config.leader_hold_timeout_s
     while True:
         shell = master.leader_shell
         if serve is not None and shell is not None and shell.is_leading():
