@@ -196,6 +196,7 @@ class _DumpWriter(Serializer):
 
     def __init__(self, *args, write_dump):
         super().__init__(*args)
+        self._Serializer__useFork = False  # whatever the conf says: we never fork
         self._write_dump = write_dump
 
     def serialize(self, data, id):  # noqa: A002 (pysyncobj's name)

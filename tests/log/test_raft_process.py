@@ -85,3 +85,34 @@ def test_frames_are_read_whole_however_the_bytes_arrive():
         assert got == messages
         ours.close()
         assert frames.read() is None
+
+
+def test_the_dump_is_written_without_holding_up_the_tick(tmp_path):
+    """pysyncobj asks for a dump and goes on ticking; it compacts only once the writer says
+    the dump is on disk (SUCCESS), and a failed write compacts nothing (FAILED)."""
+    from pysyncobj import SERIALIZER_STATE
+
+    from mesos_es.log.raft import _DumpWriter
+
+    started = []
+    dump = tmp_path / "dump"
+    writer = _DumpWriter(str(dump), 1, True, None, None, None,
+                         write_dump=lambda *args: started.append(args))
+    writer.serialize((None, ("last", 9, 2), ("previous", 8, 2), []), 8)
+    assert len(started) == 1  # handed over, and serialize returned
+    tmp_file, last, previous, cluster, done = started[0]
+    assert (last, previous, cluster) == (("last", 9, 2), ("previous", 8, 2), [])
+    assert writer.checkSerializing() == (SERIALIZER_STATE.SERIALIZING, 8)
+    writer.serialize((None, ("last", 10, 2), ("previous", 9, 2), []), 9)
+    assert len(started) == 1  # one dump at a time
+    with open(tmp_file, "wb") as f:
+        f.write(b"the dump")
+    done(True)
+    assert writer.checkSerializing() == (SERIALIZER_STATE.SUCCESS, 8)
+    assert dump.read_bytes() == b"the dump" and not (tmp_path / "dump.tmp").exists()
+    assert writer.checkSerializing()[0] == SERIALIZER_STATE.NOT_SERIALIZING
+
+    writer.serialize((None, ("last", 20, 2), ("previous", 19, 2), []), 19)
+    started[-1][-1](False)
+    assert writer.checkSerializing() == (SERIALIZER_STATE.FAILED, 19)
+    assert dump.read_bytes() == b"the dump"
