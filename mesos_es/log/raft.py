@@ -335,7 +335,10 @@ class _Node(SyncObj):
             self.resumed_at = now
             log.warning("raft_tick_stalled", seconds=round(gap, 3), leading=self._SyncObj__raftState == _RAFT_STATE.LEADER,
                         election_timeout_min_s=self.conf.raftMinTimeout)
-        if self._stall_dump is not None and now - self._stall_dump_armed > STALL_DUMP_REARM_S:
+        # Each arming starts a watchdog thread: at most four per stall_dump_s and ten a
+        # second (a stall of stall_dump_s is always dumped, a shorter one from 3/4 of it may be).
+        if self._stall_dump is not None and now - self._stall_dump_armed > max(STALL_DUMP_REARM_S,
+                                                                                self.stall_dump_s / 4):
             self._stall_dump_armed = now
             faulthandler.dump_traceback_later(self.stall_dump_s, file=self._stall_dump)
 
