@@ -662,6 +662,12 @@ class RaftLog(ReplicatedLog):
 
     # -- status -------------------------------------------------------------------------
 
+    @property
+    def raft_pid(self) -> int:
+        """The process that runs pysyncobj: the Raft process, or this one."""
+        process = getattr(self._node, "process", None)
+        return process.pid if process is not None else os.getpid()
+
     def status(self) -> LogStatus:
         node = self._node
         if node is None:

@@ -56,6 +56,8 @@ async def test_the_raft_process_lives_and_dies_with_its_master(make_cluster):
     leader = await cluster.wait_for_leader()
     follower = next(m for m in cluster.masters if m is not leader)
     master_pid, raft_pid = cluster.master_processes(follower)
+    health = await cluster.health(follower)
+    assert (health["pid"], health["raft_pid"]) == (master_pid, raft_pid)
     os.kill(raft_pid, signal.SIGKILL)
     await wait_until(lambda: not pid_alive(master_pid), 15, what="the master to stop")
     assert "raft_process_exited" in cluster.log_events(follower)

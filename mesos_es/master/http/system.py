@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from aiohttp import web
 
 from mesos_es import __version__
@@ -23,6 +25,9 @@ async def health(request: web.Request) -> web.Response:
             "term": status.term,
             "leader": master.leader(),
             "applied_position": status.applied_position,
+            "pid": os.getpid(),
+            # The process that runs Raft (`--raft-process on`: its own; else this one).
+            "raft_pid": getattr(master.log, "raft_pid", os.getpid()),
         }
     )
 
