@@ -307,7 +307,11 @@ class _RaftProcess:
                 if message[0] == "stop":
                     stop.set()
                     return
-                self._take(message)
+                try:
+                    self._take(message)
+                except Exception:  # noqa: BLE001 - deaf to its master, this process must not go on
+                    log.critical("raft_process_message_failed", kind=message[0], exc_info=True)
+                    os._exit(1)  # the master sees its end and stops too (fail-stop)
             messages = frames.read()
             if messages is None:
                 os._exit(0)  # the master is gone (its socket closed)
