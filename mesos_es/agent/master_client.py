@@ -23,6 +23,11 @@ from mesos_es.agent.aio import within
 PATH = "/api/v1/agent"
 DEFAULT_PING_INTERVAL_S = 5.0
 MISSED_PINGS = 3
+# A stream silent for this many ping intervals has a ping overdue: the agent asks the other
+# masters whether one of them leads now (a leader frozen or cut off from the others keeps
+# the stream open and says nothing; the others elect a successor within seconds).
+OVERDUE_PINGS = 1.5
+HEALTH_TIMEOUT_S = 2.0
 
 
 class Handler(Protocol):
@@ -38,6 +43,10 @@ class NoLeader(Exception):
 
 class Removed(Exception):
     pass
+
+
+class LeaderMoved(Exception):
+    """Another master leads now; the stream's master was left behind."""
 
 
 class MasterClient:
@@ -72,6 +81,9 @@ class MasterClient:
                 continue
             except NoLeader as e:
                 self.log.info("leader_not_found", reason=str(e))
+            except LeaderMoved as e:
+                self.log.info("leader_moved", leader=str(e))
+                failures = 0
             except (TimeoutError, aiohttp.ClientError, OSError, recordio.RecordIOError, ValueError) as e:
                 self.log.info("master_stream_ended", error=f"{type(e).__name__}: {e}")
             finally:
@@ -147,14 +159,44 @@ class MasterClient:
         self.stream_id = response.headers.get("Mesos-Stream-Id", "")
         self.log.info("master_stream_opened", leader=self.leader, stream_id=self.stream_id)
         decoder = recordio.Decoder()
+        loop = asyncio.get_running_loop()
+        heard, asked = loop.time(), False
         while True:
-            chunk = await within(response.content.readany(), self.ping_interval_s * MISSED_PINGS)
+            silence = self.ping_interval_s * (MISSED_PINGS if asked else OVERDUE_PINGS)
+            try:
+                chunk = await within(response.content.readany(), max(0.0, heard + silence - loop.time()))
+            except TimeoutError:
+                if asked:
+                    raise
+                asked = True  # once per silence: then the stream is given up after MISSED_PINGS
+                moved = await self._leader_elsewhere()
+                if moved:
+                    self.leader = moved  # registered with first
+                    raise LeaderMoved(moved) from None
+                continue
+            heard, asked = loop.time(), False
             if not chunk:
                 decoder.finish()
                 raise aiohttp.ClientPayloadError("the master closed the stream")
             for record in decoder.feed(chunk):
                 event = orjson.loads(record)
                 await self._dispatch(event)
+
+    async def _leader_elsewhere(self) -> str | None:
+        """A master other than this stream's that says it leads (`GET /health`), if any:
+        Raft has one leader per term, so ours was deposed while it said nothing."""
+        others = [m for m in self.masters if m != self.leader]
+
+        async def leads(master: str) -> bool:
+            try:
+                async with self.session.get(f"http://{master}/health",
+                                            timeout=aiohttp.ClientTimeout(total=HEALTH_TIMEOUT_S)) as response:
+                    return response.status == 200 and (await response.json()).get("role") == "leader"
+            except (TimeoutError, aiohttp.ClientError, OSError, ValueError):
+                return False
+
+        answers = await asyncio.gather(*(leads(m) for m in others))
+        return next((m for m, yes in zip(others, answers, strict=True) if yes), None)
 
     async def _dispatch(self, event: dict) -> None:
         kind = event.get("type")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from tests.agent.conftest import command_task
 from tests.support.fake_master import FakeMaster
 
@@ -95,3 +97,42 @@ async def test_unregister_kills_the_tasks_and_forgets_the_agent(master, make_age
     assert any(c["type"] == "UNREGISTER" and c["agent_id"] == {"value": agent_id} for c in master.calls)
     assert not pid_alive(pid) and not agent.agent.tasks
     assert not (agent.config.work_dir / "meta" / "agent.json").exists()
+
+
+async def test_a_silent_leader_is_left_for_a_master_that_says_it_leads(make_agent):
+    """A leader frozen or cut off keeps the stream open and says nothing. Once a ping is
+    overdue the agent asks the other masters, and one that leads now gets it at once, long
+    before the stream would be given up (three ping intervals)."""
+    frozen = await FakeMaster(name="frozen", ping_interval_s=2.0).start()
+    other = await FakeMaster(name="other").start()
+    try:
+        other.redirect_to = frozen.address  # a standby, until the election
+        agent = await make_agent([frozen, other])
+        agent_id = await frozen.wait_registered()
+        other.redirect_to = None  # elected; the frozen one sends nothing more
+        registered_at = asyncio.get_running_loop().time()
+        assert await other.wait_registered(timeout=10) == agent_id
+        waited = asyncio.get_running_loop().time() - registered_at
+        assert 2.5 < waited < 5.0, waited  # 1.5 ping intervals, not 3
+        assert agent.agent.client.leader == other.address
+        assert len(frozen.registrations) == 1
+    finally:
+        await frozen.stop()
+        await other.stop()
+
+
+async def test_an_overdue_ping_with_no_other_leader_keeps_the_stream(make_agent):
+    master = await FakeMaster(ping_interval_s=0.4).start()
+    standby = await FakeMaster(name="standby").start()
+    try:
+        standby.redirect_to = master.address
+        await make_agent([master, standby])
+        agent_id = await master.wait_registered()
+        for _ in range(4):  # a ping every 0.8 s: overdue (0.6 s) each time, never 3 intervals (1.2 s) late
+            await asyncio.sleep(0.8)
+            master.ping(agent_id)
+        assert len(master.registrations) == 1 and standby.registrations == []
+        assert standby.health_requests >= 3 and standby.requests == 0  # asked who leads, each time
+    finally:
+        await master.stop()
+        await standby.stop()

@@ -5,7 +5,8 @@ push events (RUN_TASK, KILL_TASK, ACKNOWLEDGE, MESSAGE, SHUTDOWN_FRAMEWORK, PING
 default it acknowledges each UPDATE at once, as a framework would; `ack_filter` holds back
 the acknowledgements a test wants to keep pending. `framework_updates` is what a framework
 would see: each uuid once, however often the agent resends it. `redirect_to` makes it a
-standby answering 307 with the leader; `unavailable` makes it answer 503.
+standby answering 307 with the leader; `unavailable` makes it answer 503. `GET /health` says
+it leads unless one of those is set.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class FakeMaster:
         self.messages: list[dict] = []
         self.streams: dict[str, Stream] = {}
         self.requests = 0
+        self.health_requests = 0
         self._ids = itertools.count(1)
         self._runner: web.AppRunner | None = None
         self._changed = asyncio.Event()
@@ -60,6 +62,7 @@ class FakeMaster:
     async def start(self) -> FakeMaster:
         app = web.Application()
         app.router.add_post("/api/v1/agent", self._handle)
+        app.router.add_get("/health", self._health)
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
@@ -73,6 +76,13 @@ class FakeMaster:
             self._runner = None
 
     # -- HTTP -------------------------------------------------------------------------------------
+    async def _health(self, request: web.Request) -> web.Response:
+        """As a master's: it says it leads unless it redirects or has no leader."""
+        self.health_requests += 1
+        leads = not self.redirect_to and not self.unavailable
+        return web.json_response({"role": "leader" if leads else "follower",
+                                  "leader": self.address if leads else self.redirect_to})
+
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         self.requests += 1
         if self.redirect_to:
