@@ -26,6 +26,7 @@ import functools
 import logging
 import os
 import pickle
+import queue
 import random
 import threading
 import time
@@ -479,8 +480,28 @@ class _Node(SyncObj):
             self._election_granted = True
             self._SyncObj__raftElectionDeadline = 0
 
+    def _checkCommandsToApply(self):  # noqa: N802 (pysyncobj's name)
+        """Append queued commands only while leading; never forward them to the leader.
+
+        pysyncobj sends a command queued on a follower to the leader (`apply_command`), which
+        appends it in its own term. Ours are events a master decided as leader, on the state
+        it had: a deposed leader whose event loop ran on (a paused master, just resumed) had
+        its timers' and allocator's stale decisions (agents "silent" for the whole pause,
+        offers of resources used since) committed by its successor. Here they fail
+        (NOT_LEADER: the proposer is told it does not lead, nothing was written)."""
+        if self._SyncObj__raftState == _RAFT_STATE.LEADER:
+            return super()._checkCommandsToApply()
+        commands = self._SyncObj__commandsQueue
+        while True:
+            try:
+                _command, callback = commands.get_nowait()
+            except queue.Empty:
+                return
+            if callback is not None and not isinstance(callback, tuple):
+                callback(None, FAIL_REASON.NOT_LEADER)
+
     def _SyncObj__onMessageReceived(self, node, message):
-        """pysyncobj's message handler, taking our pre-vote messages first, with two fixes.
+        """pysyncobj's message handler, taking our pre-vote messages first, with three fixes.
 
         A late success reply never moves a follower's next index backwards: pysyncobj
         0.3.17 sets nextIndex to the index in any success reply that raises matchIndex,
@@ -492,8 +513,16 @@ class _Node(SyncObj):
         commit index to min(leader's commit index, the follower's last index) on every
         append_entries, including the chunks of a snapshot transfer, which verify nothing
         about the follower's log. A restarted old leader then applied its own uncommitted
-        tail, which the new leader had replaced (Raft: only up to the last *new* entry)."""
+        tail, which the new leader had replaced (Raft: only up to the last *new* entry).
+
+        A command another replica forwards (`apply_command`) is refused, not appended (see
+        `_checkCommandsToApply`: ours never forward; this covers a peer that does)."""
         kind = message.get("type")
+        if kind == "apply_command":
+            if "request_id" in message:
+                self._SyncObj__transport.send(node, {"type": "apply_command_response", "request_id": message["request_id"],
+                                                     "error": FAIL_REASON.NOT_LEADER})
+            return None
         if kind == "pre_vote":
             return self._on_pre_vote(node, message)
         if kind == "pre_vote_response":

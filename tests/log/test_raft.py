@@ -377,3 +377,45 @@ def test_calls_from_the_tick_thread_run_in_order_and_one_failure_stops_none_of_t
         RaftLog._run_calls([(ran.append, (1,)), (fails, ()), (ran.append, (2,))])
     assert ran == [1, 2]
     assert [e["event"] for e in logs] == ["raft_callback_failed"]
+
+
+async def test_commands_are_never_forwarded_to_the_leader(tmp_path):
+    """pysyncobj forwards a command queued on a follower to the leader, which commits it in
+    its own term: a deposed leader's stale decisions (made by its event loop before it heard
+    of the new term) were committed by its successor. A follower fails them (NOT_LEADER), and
+    a leader refuses a forwarded one."""
+    from pysyncobj import FAIL_REASON
+
+    from mesos_es.pb import log_pb2
+
+    base = free_port_block(3, (0,))
+    ports = [base, base + 1, base + 2]
+    applied = {p: [] for p in ports}
+    logs = [await start(config(tmp_path / f"r{i}", p, peers=[q for q in ports if q != p]), applied[p])
+            for i, p in enumerate(ports)]
+    try:
+        for _ in range(300):
+            leaders = [l for l in logs if l.status().role is Role.LEADER]
+            if leaders:
+                break
+            await asyncio.sleep(0.02)
+        leader = leaders[0]
+        await leader.propose(b"before")
+        follower = next(l for l in logs if l is not leader)
+        batch = log_pb2.RaftBatch(nonce=b"stale", events=[b"decided by a deposed leader"]).SerializeToString()
+        answer = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        follower._node.append(batch, callback=lambda _r, error: loop.call_soon_threadsafe(answer.set_result, error))
+        assert await asyncio.wait_for(answer, 5) == FAIL_REASON.NOT_LEADER
+
+        node = leader._node
+        some_follower = next(iter(node.otherNodes))
+        await on_tick_thread(node, lambda: node._SyncObj__onMessageReceived(
+            some_follower, {"type": "apply_command", "command": batch, "request_id": 7}))
+        await leader.propose(b"after")
+        await asyncio.sleep(0.3)
+        for port in ports:
+            assert [payload for _, payload in applied[port]] == [b"before", b"after"]
+    finally:
+        for l in logs:
+            await l.stop()
