@@ -191,9 +191,11 @@ class MasterClient:
             try:
                 async with self.session.get(f"http://{master}/health",
                                             timeout=aiohttp.ClientTimeout(total=HEALTH_TIMEOUT_S)) as response:
-                    return response.status == 200 and (await response.json()).get("role") == "leader"
+                    health = await response.json() if response.status == 200 else {}
             except (TimeoutError, aiohttp.ClientError, OSError, ValueError):
                 return False
+            # Not our own leader under another name (`--master` may spell it differently).
+            return isinstance(health, dict) and health.get("role") == "leader" and health.get("leader") != self.leader
 
         answers = await asyncio.gather(*(leads(m) for m in others))
         return next((m for m, yes in zip(others, answers, strict=True) if yes), None)
