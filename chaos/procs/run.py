@@ -97,7 +97,8 @@ async def execute(settings: Settings, faults: list[Fault]) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     _log_pymesos_to(work / "pymesos.log")
     cluster = Cluster(work_dir=work, masters=settings.masters, agents=settings.agents,
-                      proxied=settings.scenario.uses_partitions, master_flags=settings.master_flags, clock=clock)
+                      proxied=settings.scenario.uses_partitions,
+                      master_flags={**dict(settings.scenario.master_flags), **settings.master_flags}, clock=clock)
     started_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     load_at_start = os.getloadavg()
     frameworks: list = []

@@ -70,6 +70,8 @@ class Scenario:
     first_at_s: tuple[float, float] = (5.0, 8.0)
     quiet_tail_s: float = 5.0  # no fault planned to end later than this before the end
     fixed: tuple[Fault, ...] = ()  # a scripted schedule (fractions of the duration in at_s), instead of drawn
+    # Flags every master gets (before --master-flag's), e.g. faster agent pings.
+    master_flags: tuple[tuple[str, str], ...] = ()
 
     @property
     def uses_partitions(self) -> bool:
@@ -100,6 +102,16 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
             "leader wakes up behind a new term and must step down without acting on what it held. 3 masters.",
         masters=3, agents=2, default_duration_s=120.0,
         master_faults=(("pause-leader", 1.0),), hold_s=(3.0, 12.0), gap_s=(12.0, 20.0),
+    ),
+    Scenario(
+        name="fast-pings",
+        doc="The pauses with 2 s agent pings (unreachable after 10 s): the agents leave the paused leader for "
+            "the new one once a ping is overdue, and the paused leader, resumed after 6-14 s, has every agent "
+            "silent for longer than the unreachable threshold and offers on a stale state; none of what it "
+            "decides before it hears of the new term may be committed. 3 masters.",
+        masters=3, agents=2, default_duration_s=120.0,
+        master_faults=(("pause-leader", 1.0),), hold_s=(6.0, 14.0), gap_s=(12.0, 20.0),
+        master_flags=(("agent_ping_timeout_s", "2"),),
     ),
     Scenario(
         name="agents",
