@@ -29,6 +29,24 @@ async def start(cfg, applied):
     raise AssertionError("a single replica did not become leader")
 
 
+async def three_replicas(tmp_path, applied: dict | None = None):
+    """Three replicas in this process, once one leads: (the logs, the leader). `applied`, if
+    given, gets each replica's applied (position, payload) list under its port."""
+    base = free_port_block(3, (0,))
+    ports = [base, base + 1, base + 2]
+    applied = {} if applied is None else applied
+    logs = [await start(config(tmp_path / f"r{i}", p, peers=[q for q in ports if q != p]), applied.setdefault(p, []))
+            for i, p in enumerate(ports)]
+    for _ in range(300):
+        leaders = [l for l in logs if l.status().role is Role.LEADER]
+        if leaders:
+            return logs, leaders[0]
+        await asyncio.sleep(0.02)
+    for l in logs:
+        await l.stop()
+    raise AssertionError("three replicas elected no leader")
+
+
 async def on_tick_thread(node, action):
     """Run `action` once on pysyncobj's tick thread, where real messages are handled, and
     return what it returned."""
@@ -148,19 +166,14 @@ async def test_a_crash_between_dump_and_compaction_loses_nothing(tmp_path):
 
 
 async def test_followers_refuse_proposals_and_learn_the_leader(tmp_path):
-    base = free_port_block(3, (0,))
-    ports = [base, base + 1, base + 2]
-    logs, applied = [], [[], [], []]
-    for i, port in enumerate(ports):
-        cfg = config(tmp_path / f"r{i}", port, peers=[p for p in ports if p != port])
-        logs.append(await start(cfg, applied[i]))
+    by_port = {}
+    logs, leader = await three_replicas(tmp_path, by_port)
+    applied = list(by_port.values())
     try:
         for _ in range(300):
-            leaders = [l for l in logs if l.status().role is Role.LEADER]
-            if leaders and all(l.status().leader for l in logs):
+            if all(l.status().leader for l in logs):
                 break
             await asyncio.sleep(0.02)
-        leader = leaders[0]
         follower = next(l for l in logs if l is not leader)
         with pytest.raises(NotLeader) as e:
             await follower.propose(b"x")
@@ -203,18 +216,10 @@ async def test_a_raft_port_in_use_is_a_clear_error(tmp_path):
 async def test_a_late_success_reply_never_moves_a_followers_next_index_back(tmp_path):
     """The trigger of pysyncobj's truncation of acknowledged entries (see _Node): a success
     reply for an earlier append arriving after later entries were sent."""
-    base = free_port_block(3, (0,))
-    ports = [base, base + 1, base + 2]
-    logs = [await start(config(tmp_path / f"r{i}", p, peers=[q for q in ports if q != p]), [])
-            for i, p in enumerate(ports)]
+    logs, leader = await three_replicas(tmp_path)
     try:
-        for _ in range(300):
-            leaders = [l for l in logs if l.status().role is Role.LEADER]
-            if leaders:
-                break
-            await asyncio.sleep(0.02)
-        await asyncio.gather(*(leaders[0].propose(b"x") for _ in range(50)))
-        node = leaders[0]._node
+        await asyncio.gather(*(leader.propose(b"x") for _ in range(50)))
+        node = leader._node
         follower = next(iter(node.otherNodes))
 
         def inject_stale_reply():
@@ -388,18 +393,9 @@ async def test_commands_are_never_forwarded_to_the_leader(tmp_path):
 
     from mesos_es.pb import log_pb2
 
-    base = free_port_block(3, (0,))
-    ports = [base, base + 1, base + 2]
-    applied = {p: [] for p in ports}
-    logs = [await start(config(tmp_path / f"r{i}", p, peers=[q for q in ports if q != p]), applied[p])
-            for i, p in enumerate(ports)]
+    applied = {}
+    logs, leader = await three_replicas(tmp_path, applied)
     try:
-        for _ in range(300):
-            leaders = [l for l in logs if l.status().role is Role.LEADER]
-            if leaders:
-                break
-            await asyncio.sleep(0.02)
-        leader = leaders[0]
         await leader.propose(b"before")
         follower = next(l for l in logs if l is not leader)
         batch = log_pb2.RaftBatch(nonce=b"stale", events=[b"decided by a deposed leader"]).SerializeToString()
@@ -414,8 +410,9 @@ async def test_commands_are_never_forwarded_to_the_leader(tmp_path):
             some_follower, {"type": "apply_command", "command": batch, "request_id": 7}))
         await leader.propose(b"after")
         await asyncio.sleep(0.3)
-        for port in ports:
-            assert [payload for _, payload in applied[port]] == [b"before", b"after"]
+        assert len(applied) == 3
+        for replica_applied in applied.values():
+            assert [payload for _, payload in replica_applied] == [b"before", b"after"]
     finally:
         for l in logs:
             await l.stop()
