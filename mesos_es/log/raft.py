@@ -1,20 +1,23 @@
 """The replicated log on pysyncobj's Raft, made durable.
 
-Threads: pysyncobj runs Raft on its own tick thread; everything else runs on the asyncio
-loop. The tick thread does only what must happen in Raft order: it archives each committed
-Raft entry (assigning positions) and hands the result to the loop with
-`call_soon_threadsafe`. The loop delivers entries to the apply callback, always reading
-forward from the archive, so a restart, a lagging delivery and a gap fetched from a peer all
-take the same path.
+Threads: pysyncobj runs Raft on its own tick thread, in a process of its own by default
+(`RaftConfig.node_process`, raft_process.py; there a reader thread of this process takes the
+tick thread's part below); everything else runs on the asyncio loop. The tick thread does
+only what must happen in Raft order: it archives each committed Raft entry (assigning
+positions) and hands the result to the loop with `call_soon_threadsafe`. The loop delivers
+entries to the apply callback, always reading forward from the archive, so a restart, a
+lagging delivery and a gap fetched from a peer all take the same path.
 
 What we change in pysyncobj 0.3.17 (see docs/log.md, "pysyncobj as we run it"):
 * the journal is `DurableJournal` (installed by swapping pysyncobj's `createJournal` while
   the node is constructed), synced at the start of each tick and before every send;
-* the "full dump" is our `RaftDump` protobuf, written without fork by `_write_dump` after
-  syncing the archive; the state itself lives in the archive;
-* `_read_dump` finishes an interrupted journal compaction before pysyncobj compares the
-  journal with the dump, which would otherwise make it discard acknowledged entries;
-* one `@replicated` method, `append`, carrying an opaque RaftBatch of protobuf events;
+* the "full dump" is our `RaftDump` protobuf, written by `_write_dump` after syncing the
+  archive, without fork and without holding up the tick (`_DumpWriter`, swapped in like the
+  journal); the state itself lives in the archive;
+* `_Node._deserialize` finishes an interrupted journal compaction before pysyncobj compares
+  the journal with the dump, which would otherwise make it discard acknowledged entries;
+* one `@replicated` method, `append`, carrying an opaque RaftBatch of protobuf events, never
+  forwarded to the leader by a follower (`_Node._checkCommandsToApply`);
 * a Raft password is mandatory, so peers authenticate (Fernet) before anything is unpickled.
 """
 
