@@ -37,7 +37,6 @@ from mesos_es.core.convert import (
     resources_to_proto,
     task_status_to_json,
 )
-from mesos_es.core.inputs import allocation_inputs
 from mesos_es.core.outcomes import Rejected
 from mesos_es.log.interface import LogError
 from mesos_es.master.http import agents as agent_api
@@ -152,7 +151,7 @@ class SimLeader(Leader):
         if not self._anyone_wants_offers():
             return
         ts = self.now_ms()
-        allocations = allocator.allocate(**allocation_inputs(self.master.state, ts))
+        allocations = allocator.allocate(**self.offer_inputs(self.master.state, ts))
         if not allocations:
             return
         cluster = self.state

@@ -268,6 +268,16 @@ class Leader:
                 await asyncio.sleep(interval)
             await asyncio.sleep(max(0.0, gap - (time.monotonic() - started)))
 
+    def offer_inputs(self, state, ts: int) -> dict:
+        """The allocator's inputs, with only the agents registered with this leader (a live
+        stream here). It reaches an agent through its stream; and after a leader change an
+        offer of an agent that has not re-registered yet is void the moment it does (its
+        re-registration rescinds its offers), so a framework that accepted it had its tasks
+        dropped. Mesos offers only re-registered agents too."""
+        inputs = allocation_inputs(state, ts)
+        inputs["agents"] = [a for a in inputs["agents"] if a.agent_id in self.agents]
+        return inputs
+
     async def allocate_once(self) -> int:
         """One cycle on the applied state; its offers are committed before the next cycle.
         With --revoke-for-quota, the revocation policy runs first."""
@@ -276,7 +286,7 @@ class Leader:
         if not self._anyone_wants_offers():
             return 0
         ts = now_ms()
-        allocations = allocator.allocate(**allocation_inputs(self.master.replica.state, ts))
+        allocations = allocator.allocate(**self.offer_inputs(self.master.replica.state, ts))
         if not allocations:
             return 0
         cluster = self.state

@@ -266,3 +266,23 @@ async def test_a_proxied_call_is_held_once_for_the_leader_not_twice(tmp_path):
         assert 0.9 < held < 1.6, held
     finally:
         await masters.stop()
+
+
+async def test_after_a_leader_change_only_re_registered_agents_are_offered(masters):
+    """An offer of an agent that has not re-registered with the new leader is void the moment
+    it does (its re-registration rescinds its offers), and tasks launched on it are dropped:
+    the new leader offers only the agents registered with it, as Mesos does."""
+    agent = FakeAgent(masters.addresses[0], RESOURCES)
+    agent_id = await agent.register()
+    masters.elect(1)
+    async with SchedulerClient([masters.addresses[1]], {"user": "u", "name": "f", "roles": ["web"]}) as client:
+        events = Events(client)
+        await next_event(events, "SUBSCRIBED", timeout=15)
+        with pytest.raises(TimeoutError):  # many allocation cycles (every 0.05 s), no offer
+            await next_event(events, "OFFERS", timeout=1.0)
+        assert masters.contexts[1].replica.state.cluster.agents[agent_id].reachable
+        agent.master = masters.addresses[1]
+        await agent.register(tasks=[])
+        (offer,) = (await next_event(events, "OFFERS", timeout=5))["offers"]["offers"]
+        assert offer["agent_id"]["value"] == agent_id
+    await agent.close()
