@@ -30,7 +30,6 @@ Liveness, both ways:
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import itertools
 import os
@@ -49,7 +48,7 @@ import structlog
 
 from mesos_es import logconfig
 from mesos_es.log.raft import RaftConfig, RaftStartError, create_node, fail_stop, open_journal
-from mesos_es.processes import PR_SET_PDEATHSIG
+from mesos_es.processes import die_with_parent
 
 log = structlog.get_logger(__name__)
 
@@ -385,9 +384,8 @@ class _RaftProcess:
 
 def _die_with(master_pid: int) -> None:
     """SIGKILL this process when its master's thread that started it ends (set here, after
-    exec, rather than in a preexec_fn, which is unsafe in a process with threads)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    exec, rather than as a preexec_fn, which is unsafe in a process with threads)."""
+    die_with_parent(signal.SIGKILL)()
     if os.getppid() != master_pid:  # it died before the line above
         os._exit(0)
 
